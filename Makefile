@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set themselves up on a fresh machine.
+PYTHON ?= python3
+TORCH_SPEC ?= torch
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m paperzoo.demo
+
+# Kernels run under the Triton interpreter on CPU; torchscale 0.3.0 (the RetNet oracle) goes into .oracle, never
+# into the venv: it pins fairscale/timm versions that do not install here, and the tests stub what it imports.
+test: $(STAMP) .oracle/torchscale
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -n 2 tests
+
+.oracle/torchscale: | $(STAMP)
+	$(PY) -m pip install --no-deps --target .oracle "torchscale==0.3.0"
+
+bench: $(STAMP)
+	$(PY) benchmarks/retnet.py
+
+clean:
+	rm -rf $(VENV) .oracle build *.egg-info
