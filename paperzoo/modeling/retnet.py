@@ -1,0 +1,353 @@
+"""RetNet (Sun et al., "Retentive Network: A Successor to Transformer for Large Language Models", arXiv 2307.08621).
+
+Faithful to the official torchscale 0.3.0 (`architecture/retnet.py`, `component/multiscale_retention.py`):
+    X' = X + MSR(RMSNorm(X)),  Y = X' + GLU(RMSNorm(X'))
+    MSR(X) = W_O( swish(X W_G) ⊙ GroupNorm_h( Retention_h(X) ) ),  γ_h = 1 − 2^(−5−h)
+with torchscale's interleaved (GPT-J style) rotation of q and k, k scaled by d_k^-½, the decay normalisation
+D̃_nm = γ^(n−m) / sqrt(Σ_{i≤n} γ^(n−i)) and the (detached) row normalisation R̃ = R / max(|Σ_m R_nm|, 1).
+
+torchscale applies the row normalisation in its parallel form only; here it is carried in every form, through a
+column of ones appended to v (its output is Σ_m R_nm), so the parallel, chunkwise and recurrent forms all compute
+torchscale's parallel function exactly, and decoding matches a full forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.utils import can_return_tuple
+
+from ..configuration.retnet import RetNetConfig
+from ..kernels.retention import retention
+from .layers import RMSNorm
+
+_STATE, _POSITION = 0, 1  # cache slots per layer: retention state [B, H, K, V+1]; next position per row [B]
+
+
+def retnet_log_decay(num_heads: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """log γ_h for γ_h = 1 − 2^(−5−h). Built in fp32 (or float64) at every call: a buffer would be cast by .half()."""
+    h = torch.arange(num_heads, device=device, dtype=dtype)
+    return torch.log1p(-torch.exp2(-5.0 - h))  # [H]
+
+
+def rotate_every_two(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) → (−x1, x0, −x3, x2, ...): the rotation by 90° of each interleaved pair."""
+    return torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(-2)
+
+
+class RetNetRotary(nn.Module):
+    """torchscale's RetNetRelPos angles: θ_i = base^(−linspace(0, 1, K/2)), each repeated for its (2i, 2i+1) pair."""
+
+    def __init__(self, key_dim: int, base: float):
+        super().__init__()
+        self.key_dim, self.base = key_dim, base
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        acc = torch.promote_types(dtype, torch.float32)
+        inv_freq = 1.0 / self.base ** torch.linspace(0, 1, self.key_dim // 2, device=positions.device, dtype=acc)
+        angle = positions.to(acc)[..., None] * inv_freq.repeat_interleave(2)  # [B, T, K]
+        return angle.sin()[:, :, None].to(dtype), angle.cos()[:, :, None].to(dtype)  # [B, T, 1, K]
+
+
+class RetNetMultiScaleRetention(nn.Module):
+    """Gated multi-scale retention (paper Eq. 8) with torchscale's normalisations."""
+
+    def __init__(self, config: RetNetConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.key_dim = config.hidden_size // self.num_heads
+        self.head_dim = config.value_dim // self.num_heads
+        self.chunk_size = config.chunk_size
+        self.kernel_backend = config.kernel_backend
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, config.value_dim, bias=False)
+        self.g_proj = nn.Linear(config.hidden_size, config.value_dim, bias=False)
+        self.o_proj = nn.Linear(config.value_dim, config.hidden_size, bias=False)
+        self.group_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps, elementwise_affine=False)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,  # [B, T, d]
+        rotary: tuple[torch.Tensor, torch.Tensor],  # sin, cos [B, T, 1, K]
+        decay_norm: torch.Tensor,  # 1 / sqrt(Σ_{i≤n} γ^i) [B, T, H]
+        token_mask: torch.Tensor | None,  # [B, T], 0 = padding
+        cache: Cache | None,
+    ) -> torch.Tensor:
+        B, T, _ = hidden_states.shape
+        H, K, V = self.num_heads, self.key_dim, self.head_dim
+        q = self.q_proj(hidden_states).view(B, T, H, K)
+        k = self.k_proj(hidden_states).view(B, T, H, K) * K**-0.5
+        v = self.v_proj(hidden_states).view(B, T, H, V)
+        sin, cos = rotary
+        q = q * cos + rotate_every_two(q) * sin
+        k = k * cos + rotate_every_two(k) * sin
+        q = (q * decay_norm[..., None]).to(v.dtype)  # D̃'s row factor, folded into q
+        # The ones column makes the op also return Σ_m R̃_nm, torchscale's row normaliser.
+        v = torch.cat([v, v.new_ones(B, T, H, 1)], dim=-1)  # [B, T, H, V+1]
+        if token_mask is not None:  # padded tokens never enter the state
+            k = k * token_mask[:, :, None, None]
+            v = v * token_mask[:, :, None, None]
+
+        state = cache.get_recurrent_state(self.layer_idx, _STATE) if cache is not None else None
+        if state is not None and state.shape != (B, H, K, V + 1):
+            raise ValueError(
+                f"cache layer {self.layer_idx} holds a state of shape {tuple(state.shape)}, but this model needs "
+                f"{(B, H, K, V + 1)}: the cache comes from another model or batch"
+            )
+        log_decay = retnet_log_decay(H, q.device, torch.float64 if q.dtype == torch.float64 else torch.float32)
+        o, state = retention(q, k, v, log_decay, state, output_final_state=cache is not None,
+                             chunk_size=self.chunk_size, backend=self.kernel_backend)
+        if cache is not None:
+            cache.update_recurrent_state(state, self.layer_idx, _STATE)
+            cache.layers[self.layer_idx].has_previous_state[_STATE] = True  # not set by update_recurrent_state
+
+        o, row_sum = o[..., :V], o[..., V:]
+        o = o / row_sum.detach().abs().clamp(min=1)  # [B, T, H, V]
+        o = self.group_norm(o).reshape(B, T, H * V)
+        return self.o_proj(nn.functional.silu(self.g_proj(hidden_states)) * o)
+
+
+class RetNetGLU(nn.Module):
+    """torchscale's GLU: down(act(gate(x)) ⊙ up(x)) (fc1 → gate_proj, gate → up_proj, fc2 → down_proj)."""
+
+    def __init__(self, config: RetNetConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.act = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+class RetNetBlock(GradientCheckpointingLayer):
+    def __init__(self, config: RetNetConfig, layer_idx: int):
+        super().__init__()
+        self.retention_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.retention = RetNetMultiScaleRetention(config, layer_idx)
+        self.ffn_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.ffn = RetNetGLU(config)
+
+    def forward(self, hidden_states, rotary, decay_norm, token_mask=None, cache=None):
+        hidden_states = hidden_states + self.retention(
+            self.retention_norm(hidden_states), rotary, decay_norm, token_mask, cache
+        )
+        return hidden_states + self.ffn(self.ffn_norm(hidden_states))
+
+
+class RetNetPreTrainedModel(PreTrainedModel):
+    config: RetNetConfig
+    config_class = RetNetConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["RetNetBlock"]
+    _is_stateful = True
+
+    def _init_weights(self, module):
+        """torchscale's init: xavier_uniform with gain 2^-2.5 on q/k/v/g, gain 1 on the output projection,
+        embeddings N(0, d^-½); everything else is transformers' default (N(0, initializer_range))."""
+        super()._init_weights(module)
+        from transformers import initialization as init
+
+        if isinstance(module, RetNetMultiScaleRetention):
+            for proj in (module.q_proj, module.k_proj, module.v_proj, module.g_proj):
+                init.xavier_uniform_(proj.weight, gain=2**-2.5)
+            init.xavier_uniform_(module.o_proj.weight)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
+
+
+class RetNetModel(RetNetPreTrainedModel):
+    def __init__(self, config: RetNetConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(RetNetBlock(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary = RetNetRotary(config.hidden_size // config.num_attention_heads, config.rope_theta)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def _positions(self, B, T, device, position_ids, attention_mask, cache) -> torch.Tensor:
+        """Absolute position of each new token in its own row [B, T]: given, else counted from the mask's real
+        tokens (left padding), else continuing the cache."""
+        if position_ids is not None:
+            if position_ids.shape[-1] != T:
+                raise ValueError(f"position_ids has shape {tuple(position_ids.shape)}; expected [B, T=({B}, {T})]")
+            return position_ids.expand(B, T).clamp(min=0)
+        if attention_mask is not None:
+            return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
+        offset = cache.get_recurrent_state(0, _POSITION) if cache is not None else None
+        offset = torch.zeros(B, dtype=torch.long, device=device) if offset is None else offset
+        return offset[:, None] + torch.arange(T, device=device)
+
+    def _check_inputs(self, input_ids, inputs_embeds, attention_mask, cache):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must be [B, T]; got shape {tuple(input_ids.shape)}")
+            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+                bad = input_ids[(input_ids < 0) | (input_ids >= self.config.vocab_size)][0].item()
+                raise ValueError(f"input_ids contains token id {bad}, outside the vocabulary [0, {self.config.vocab_size})")
+        B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        if attention_mask is not None and (attention_mask.dim() != 2 or attention_mask.shape[0] != B
+                                           or attention_mask.shape[1] < T):
+            raise ValueError(
+                f"attention_mask must be [B, past + T] with B={B}, T={T} (1 = token, 0 = padding); "
+                f"got shape {tuple(attention_mask.shape)}"
+            )
+        if cache is not None and (not isinstance(cache, Cache) or len(cache.layers) != self.config.num_hidden_layers):
+            raise ValueError(
+                f"cache must be a transformers Cache with {self.config.num_hidden_layers} layers (as built by "
+                f"DynamicCache(config=model.config)); got {type(cache).__name__} with "
+                f"{len(getattr(cache, 'layers', []))} layers"
+            )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        self._check_inputs(input_ids, inputs_embeds, attention_mask, cache)
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        if self.gradient_checkpointing and self.training:
+            use_cache = False
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        if not use_cache:
+            cache = None
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+
+        hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # [B, T, d]
+        if self.config.scale_embedding:
+            hidden_states = hidden_states * self.config.hidden_size**0.5
+        B, T, _ = hidden_states.shape
+        positions = self._positions(B, T, hidden_states.device, position_ids, attention_mask, cache)  # [B, T]
+        rotary = self.rotary(positions, hidden_states.dtype)
+        acc = torch.promote_types(hidden_states.dtype, torch.float32)
+        log_decay = retnet_log_decay(self.config.num_attention_heads, hidden_states.device, acc)
+        # Σ_{i≤n} γ^i = (1 − γ^(n+1)) / (1 − γ): D̃'s normaliser at absolute position n
+        decay_sum = torch.expm1((positions[..., None] + 1).to(acc) * log_decay) / torch.expm1(log_decay)
+        decay_norm = decay_sum.rsqrt()  # [B, T, H]
+        token_mask = attention_mask[:, -T:].to(hidden_states.dtype) if attention_mask is not None else None
+
+        all_hidden = [] if output_hidden_states else None
+        for layer in self.layers:
+            if all_hidden is not None:
+                all_hidden.append(hidden_states)
+            hidden_states = layer(hidden_states, rotary, decay_norm, token_mask, cache)
+        hidden_states = self.norm(hidden_states)
+        if all_hidden is not None:
+            all_hidden.append(hidden_states)
+        if cache is not None:
+            cache.update_recurrent_state(positions[:, -1] + 1, 0, _POSITION)
+            cache.layers[0].has_previous_state[_POSITION] = True
+        return BaseModelOutputWithPast(
+            last_hidden_state=hidden_states, cache=cache, hidden_states=tuple(all_hidden) if all_hidden else None
+        )
+
+
+class RetNetForCausalLM(RetNetPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: RetNetConfig):
+        super().__init__(config)
+        self.model = RetNetModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module is getattr(self, "lm_head", None):  # torchscale's output_projection: N(0, d^-½)
+            from transformers import initialization as init
+
+            init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        out = self.model(input_ids, attention_mask, position_ids, cache, inputs_embeds, use_cache,
+                         output_hidden_states)
+        hidden_states = out.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:  # loss_function shifts, ignores -100 and honours Trainer's num_items_in_batch
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
+
+
+class RetNetForSequenceClassification(RetNetPreTrainedModel):
+    """Classifies a sequence from the final hidden state of its last real token (the recurrent summary)."""
+
+    def __init__(self, config: RetNetConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = RetNetModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        out = self.model(input_ids, attention_mask, position_ids, None, inputs_embeds, False, output_hidden_states)
+        logits = self.score(out.last_hidden_state)  # [B, T, labels]
+        B, T = logits.shape[:2]
+        if attention_mask is None and input_ids is not None and self.config.pad_token_id is not None:
+            attention_mask = input_ids != self.config.pad_token_id
+        if attention_mask is not None:  # rightmost real token serves left and right padding alike
+            idx = torch.arange(T, device=logits.device)
+            last = (idx * attention_mask[:, -T:].to(device=logits.device, dtype=torch.long)).argmax(-1)
+        else:
+            last = torch.full((B,), T - 1, device=logits.device)
+        pooled = logits[torch.arange(B, device=logits.device), last]
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled, config=self.config)
+        return SequenceClassifierOutputWithPast(loss=loss, logits=pooled, hidden_states=out.hidden_states)
+
+
+__all__ = [
+    "RetNetForCausalLM",
+    "RetNetForSequenceClassification",
+    "RetNetModel",
+    "RetNetPreTrainedModel",
+]
