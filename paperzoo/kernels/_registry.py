@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from .. import _env
+from .._env import kernel_backend, triton_interpret
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def triton_unavailable_reason(*tensors: torch.Tensor) -> str | None:
     devices = {t.device.type for t in tensors}
     if devices == {"cuda"}:
         return None
-    if devices == {"cpu"} and _env.triton_interpret():
+    if devices == {"cpu"} and triton_interpret():
         return None
     if devices == {"cpu"}:
         return "tensors are on CPU and TRITON_INTERPRET=1 is not set"
@@ -47,7 +47,7 @@ def resolve(op: str, requested: str | None, unsupported: Callable[[], str | None
     """Return "reference" or "triton" for `op`. `unsupported()` gives the reason Triton can't take this call."""
     source = "argument"
     if requested is None:
-        requested, source = _env.kernel_backend(), "PAPERZOO_KERNEL_BACKEND"
+        requested, source = kernel_backend(), "PAPERZOO_KERNEL_BACKEND"
     if requested is None:
         requested, source = "auto", "default"
     check_backend_name(requested, "PAPERZOO_KERNEL_BACKEND" if source == "PAPERZOO_KERNEL_BACKEND" else "kernel_backend")
