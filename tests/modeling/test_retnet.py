@@ -332,3 +332,25 @@ def test_base_model_output_and_hidden_states():
     out = model(ids(1, 5), output_hidden_states=True)
     assert out.last_hidden_state.shape == (1, 5, 32)
     assert len(out.hidden_states) == 3
+
+
+def test_text_generation_pipeline_matches_generate():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, pipeline
+
+    words = ["<pad>", "<s>", "</s>"] + [f"w{i}" for i in range(VOCAB - 3)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    model = tiny_model(dtype=torch.float32)
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    prompts = ["w5 w9 w13 w2", "w40 w41"]
+    # batch_size=2 left-pads the shorter prompt: each row must still equal generate() on the prompt alone
+    outputs = generator(prompts, max_new_tokens=6, do_sample=False, batch_size=2, return_tensors=True)
+    for prompt, out in zip(prompts, outputs):
+        ids_ = tokenizer(prompt, return_tensors="pt").input_ids
+        want = model.generate(ids_, max_new_tokens=6, do_sample=False)
+        got = list(out[0]["generated_token_ids"])
+        while got[0] == tokenizer.pad_token_id:  # the pipeline returns the left padding with the row
+            got.pop(0)
+        assert got == want[0].tolist()
