@@ -13,6 +13,7 @@ from transformers import (
 
 from .configuration.retnet import RetNetConfig
 from .modeling.retnet import RetNetForCausalLM, RetNetForSequenceClassification, RetNetModel
+from . import hub  # noqa: E402  (paperzoo.hub.export, paperzoo.hub.push)
 
 __version__ = "0.1.0"
 

@@ -84,7 +84,7 @@ FRESH_PROCESS = textwrap.dedent(
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
     folder, prompt = sys.argv[1], sys.argv[2]
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model(ids).logits[0, -1]
@@ -114,13 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     train_ids, eval_ids = ids[:split], ids[split:]
     print(f"corpus: pydoc_data.topics, {len(text):,} characters -> {len(ids):,} BPE tokens (vocab {len(tokenizer)})")
 
-    config = paperzoo.RetNetConfig(vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4,
-                                   num_attention_heads=2, intermediate_size=432, chunk_size=64,
+    config = paperzoo.RetNetConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=4,
+                                   num_attention_heads=2, intermediate_size=216, chunk_size=64,
                                    bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
                                    pad_token_id=tokenizer.pad_token_id)
     model = paperzoo.RetNetForCausalLM(config)
     print(f"model: RetNet, {sum(p.numel() for p in model.parameters()):,} parameters, {config.num_hidden_layers} layers")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.98), weight_decay=0.05)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.05)
     loss_before = held_out_loss(model, eval_ids)
     data, steps, start = batches(train_ids, torch.Generator().manual_seed(0)), 0, time.perf_counter()
     model.train()

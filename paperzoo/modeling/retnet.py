@@ -167,6 +167,8 @@ class RetNetPreTrainedModel(PreTrainedModel):
             init.xavier_uniform_(module.o_proj.weight)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
+            if module.padding_idx is not None:
+                init.zeros_(module.weight[module.padding_idx])
 
 
 class RetNetModel(RetNetPreTrainedModel):
