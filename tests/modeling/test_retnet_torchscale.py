@@ -380,3 +380,24 @@ def test_dtype_and_atomic_output(small_checkpoint, tmp_path, monkeypatch):
         convert_torchscale_retnet(ckpt, tmp_path / "half")
     assert not (tmp_path / "half").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "f32"]  # no temporary folder left behind
+
+
+def test_cli_convert_then_export(small_checkpoint, tmp_path, capsys):
+    """`paperzoo convert torchscale-retnet` and `paperzoo export`, as a user runs them."""
+    from paperzoo.cli import main
+
+    args, state = small_checkpoint
+    ckpt = _save_checkpoint(tmp_path / "ts.pt", args, state, prefix="decoder.")
+    assert main(["convert", "torchscale-retnet", "--checkpoint", str(ckpt), "--output", str(tmp_path / "hf")]) == 0
+    converted = RetNetForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert main(["export", str(tmp_path / "hf"), str(tmp_path / "hub")]) == 0
+    assert (tmp_path / "hub" / "modeling_retnet.py").exists() and (tmp_path / "hub" / "README.md").exists()
+    exported = RetNetForCausalLM.from_pretrained(tmp_path / "hub").eval()
+    tokens = torch.randint(0, converted.config.vocab_size, (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(tokens).logits, converted(tokens).logits, rtol=0, atol=0)
+    # a bad checkpoint: exit status 2 and a message naming the file, no traceback
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    assert main(["convert", "torchscale-retnet", "--checkpoint", str(tmp_path / "junk.pt"),
+                 "--output", str(tmp_path / "bad")]) == 2
+    assert "junk.pt" in capsys.readouterr().err and not (tmp_path / "bad").exists()
