@@ -1,0 +1,549 @@
+"""Triton kernels for retention (RetNet, arXiv 2307.08621): chunkwise forward/backward and a fused recurrent step.
+
+    S_t = γ_h S_{t-1} + k_tᵀ v_t,    o_t = q_t S_t,    S_{-1} = state (zeros if None)
+
+Layout q, k [B, T, H, K], v [B, T, H, V], log_decay [H] fp32, state [B, H, K, V] fp32; o has q's dtype.
+The derivation, the tiling and the numerics are in README.md next to this file. Every output buffer the kernels write
+is allocated through `_empty` (the tests swap it for a NaN-filled allocator, so an unwritten tile shows up as NaN).
+
+Importing this module raises ImportError when Triton is missing; `retention/__init__.py` catches it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError as exc:  # pragma: no cover - exercised only where triton is absent
+    raise ImportError(f"paperzoo.kernels.retention.triton needs triton: {exc}") from exc
+
+from ..._env import triton_interpret
+from .reference import retention_chunkwise
+
+__all__ = ["retention_chunkwise_triton", "retention_step_triton"]
+
+_MIN_C, _MAX_C = 16, 64  # tl.dot needs every dimension >= 16; at C = 128 the tiles spill registers (sm_90)
+
+
+def _empty(shape, dtype, device) -> torch.Tensor:
+    """The one allocator of kernel outputs (the tests poison it with NaN)."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _pow2(n: int, lo: int = 16) -> int:
+    return max(lo, triton.next_power_of_2(n))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _mixed_dot(a, b, MIX_BF16: tl.constexpr, PREC: tl.constexpr):
+    """a @ b for products with an fp32 operand (state, decayed scores): bf16 operands when the inputs are bf16
+    (fp32 accumulation), fp32 operands otherwise (tf32/ieee per PREC, fp16 inputs included: no fp16 range limit)."""
+    if MIX_BF16:
+        out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision=PREC)
+    return out
+
+
+@triton.jit
+def _retention_chunkwise_fwd_kernel(
+    q, k, v, log_decay, h0, o, ht,
+    T, H, K, V,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IN_DT: tl.constexpr, MIX_BF16: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """One program per (V-block, b·h): scans the chunks in order, the [BK, BV] state stays in registers (fp32)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    b2 = tl.load(log_decay + i_h).to(tl.float32) * 1.4426950408889634  # log2 γ
+
+    offs_c = tl.arange(0, C)
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_k = offs_k < K
+    m_v = offs_v < V
+    # scalar pointers at (b, t=0, h, ·), int64; a chunk's tile adds int32 offsets, the loop advances by C rows
+    row0 = i_b.to(tl.int64) * T * H + i_h
+    q_ptr = q + row0 * K
+    k_ptr = k + row0 * K
+    v_ptr = v + row0 * V
+    o_ptr = o + row0 * V
+    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
+    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
+    m_s = m_k[:, None] & m_v[None, :]
+
+    diff = offs_c[:, None] - offs_c[None, :]  # n - m
+    decay = tl.exp2(tl.where(diff >= 0, diff.to(tl.float32) * b2, float("-inf")))  # [C, C]: γ^{n-m}, 0 above
+    xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)  # [C]: γ^{j+1}
+
+    if USE_H0:
+        S = tl.load(h0 + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros([BK, BV], dtype=tl.float32)
+
+    for i_t in range(0, tl.cdiv(T, C)):
+        m_t = i_t * C + offs_c < T
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        b_q = tl.load(q_ptr + tile_qk, mask=m_tk, other=0.0).to(IN_DT)
+        b_k = tl.load(k_ptr + tile_qk, mask=m_tk, other=0.0).to(IN_DT)
+        b_v = tl.load(v_ptr + tile_v, mask=m_tv, other=0.0).to(IN_DT)
+
+        scores = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * decay  # [C, C]
+        b_o = _mixed_dot(scores, b_v, MIX_BF16, PREC)
+        b_o += _mixed_dot(b_q * xi[:, None], S, MIX_BF16, PREC)
+        tl.store(o_ptr + tile_v, b_o.to(o.dtype.element_ty), mask=m_tv)
+
+        L = tl.minimum(T - i_t * C, C)
+        zeta = tl.exp2(tl.where(offs_c < L, (L - 1 - offs_c).to(tl.float32) * b2, float("-inf")))  # γ^{L-1-j}
+        S = S * tl.exp2(L.to(tl.float32) * b2) + _mixed_dot(tl.trans(b_k), b_v * zeta[:, None], MIX_BF16, PREC)
+        q_ptr += C * H * K
+        k_ptr += C * H * K
+        v_ptr += C * H * V
+        o_ptr += C * H * V
+
+    if STORE_HT:
+        tl.store(ht + p_s, S, mask=m_s)
+
+
+@triton.jit
+def _bwd_dq_scan(
+    k, v, do, dq, h0, i_bh, i_blk, i_part, b2, first, T, H, K, V,
+    C: tl.constexpr, BKB: tl.constexpr, BVP: tl.constexpr, USE_H0: tl.constexpr,
+    IN_DT: tl.constexpr, MIX_BF16: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """dq for K-block i_blk and V-part i_part, chunks in order: dq = (dO Vᵀ ⊙ D) K + (dO ⊙ ξ) S_prevᵀ over the
+    part's columns, with the state tile S [BKB, BVP]; written to slice i_part of dq (summed by the caller if > 1)."""
+    offs_c = tl.arange(0, C)
+    offs_k = i_blk * BKB + tl.arange(0, BKB)
+    offs_v = i_part * BVP + tl.arange(0, BVP)
+    m_k = offs_k < K
+    m_v = offs_v < V
+    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
+    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    k_ptr = k + first * K
+    dq_ptr = dq + (i_part.to(tl.int64) * tl.num_programs(1) * T + first) * K  # slice i_part of [NVP, B, T, H, K]
+    v_ptr = v + first * V
+    do_ptr = do + first * V
+    diff = offs_c[:, None] - offs_c[None, :]
+    decay = tl.exp2(tl.where(diff >= 0, diff.to(tl.float32) * b2, float("-inf")))  # [n, m]: γ^{n-m}
+    xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)
+    if USE_H0:
+        p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
+        S = tl.load(h0 + p_s, mask=m_k[:, None] & m_v[None, :], other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros([BKB, BVP], dtype=tl.float32)
+    for i_t in range(0, tl.cdiv(T, C)):
+        m_t = i_t * C + offs_c < T
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        b_k = tl.load(k_ptr + tile_qk, mask=m_tk, other=0.0).to(IN_DT)
+        b_v = tl.load(v_ptr + tile_v, mask=m_tv, other=0.0).to(IN_DT)
+        b_do = tl.load(do_ptr + tile_v, mask=m_tv, other=0.0).to(IN_DT)
+
+        dscores = tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * decay  # [n, m]
+        b_dq = _mixed_dot(dscores, b_k, MIX_BF16, PREC)
+        b_dq += _mixed_dot(b_do * xi[:, None], tl.trans(S), MIX_BF16, PREC)
+        tl.store(dq_ptr + tile_qk, b_dq.to(dq.dtype.element_ty), mask=m_tk)
+
+        L = tl.minimum(T - i_t * C, C)
+        zeta = tl.exp2(tl.where(offs_c < L, (L - 1 - offs_c).to(tl.float32) * b2, float("-inf")))  # γ^{L-1-j}
+        S = S * tl.exp2(L.to(tl.float32) * b2) + _mixed_dot(tl.trans(b_k), b_v * zeta[:, None], MIX_BF16, PREC)
+        k_ptr += C * H * K
+        dq_ptr += C * H * K
+        v_ptr += C * H * V
+        do_ptr += C * H * V
+
+
+@triton.jit
+def _bwd_dk_scan(
+    q, v, do, dk, dht, i_bh, i_blk, i_part, b2, last, T, H, K, V,
+    C: tl.constexpr, BKB: tl.constexpr, BVP: tl.constexpr, USE_DHT: tl.constexpr,
+    IN_DT: tl.constexpr, MIX_BF16: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """dk for K-block i_blk and V-part i_part, chunks in reverse: dk = (V dOᵀ ⊙ Dᵀ) Q + (V ⊙ ζ) dSᵀ over the part's
+    columns, with the state-gradient tile dS [BKB, BVP]; written to slice i_part of dk."""
+    offs_c = tl.arange(0, C)
+    offs_k = i_blk * BKB + tl.arange(0, BKB)
+    offs_v = i_part * BVP + tl.arange(0, BVP)
+    m_k = offs_k < K
+    m_v = offs_v < V
+    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
+    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    q_ptr = q + last * K
+    dk_ptr = dk + (i_part.to(tl.int64) * tl.num_programs(1) * T + last) * K  # slice i_part of [NVP, B, T, H, K]
+    v_ptr = v + last * V
+    do_ptr = do + last * V
+    diff = offs_c[:, None] - offs_c[None, :]
+    decay_t = tl.exp2(tl.where(diff <= 0, (-diff).to(tl.float32) * b2, float("-inf")))  # [m, n]: γ^{n-m}
+    xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)
+    if USE_DHT:
+        p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
+        dS = tl.load(dht + p_s, mask=m_k[:, None] & m_v[None, :], other=0.0).to(tl.float32)
+    else:
+        dS = tl.zeros([BKB, BVP], dtype=tl.float32)
+    NT = tl.cdiv(T, C)
+    for i_r in range(0, NT):
+        i_t = NT - 1 - i_r
+        m_t = i_t * C + offs_c < T
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        b_q = tl.load(q_ptr + tile_qk, mask=m_tk, other=0.0).to(IN_DT)
+        b_v = tl.load(v_ptr + tile_v, mask=m_tv, other=0.0).to(IN_DT)
+        b_do = tl.load(do_ptr + tile_v, mask=m_tv, other=0.0).to(IN_DT)
+        L = tl.minimum(T - i_t * C, C)
+        zeta = tl.exp2(tl.where(offs_c < L, (L - 1 - offs_c).to(tl.float32) * b2, float("-inf")))
+
+        dscores_t = tl.dot(b_v, tl.trans(b_do), input_precision=PREC) * decay_t  # [m, n]
+        b_dk = _mixed_dot(dscores_t, b_q, MIX_BF16, PREC)
+        b_dk += _mixed_dot(b_v * zeta[:, None], tl.trans(dS), MIX_BF16, PREC)
+        tl.store(dk_ptr + tile_qk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        dS = dS * tl.exp2(L.to(tl.float32) * b2) + _mixed_dot(tl.trans(b_q * xi[:, None]), b_do, MIX_BF16, PREC)
+        q_ptr -= C * H * K
+        dk_ptr -= C * H * K
+        v_ptr -= C * H * V
+        do_ptr -= C * H * V
+
+
+@triton.jit
+def _bwd_dv_scan(
+    q, k, do, dv, dht, dh0, i_bh, i_blk, b2, last, T, H, K, V,
+    C: tl.constexpr, BKF: tl.constexpr, BVB: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+    IN_DT: tl.constexpr, MIX_BF16: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """dv and d state for V-block i_blk, chunks in reverse: dv = (K Qᵀ ⊙ Dᵀ) dO + (K ⊙ ζ) dS, dS [K, BVB]."""
+    offs_c = tl.arange(0, C)
+    offs_k = tl.arange(0, BKF)
+    offs_v = i_blk * BVB + tl.arange(0, BVB)
+    m_k = offs_k < K
+    m_v = offs_v < V
+    m_s = m_k[:, None] & m_v[None, :]
+    p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
+    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
+    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    q_ptr = q + last * K
+    k_ptr = k + last * K
+    do_ptr = do + last * V
+    dv_ptr = dv + last * V
+    diff = offs_c[:, None] - offs_c[None, :]
+    decay_t = tl.exp2(tl.where(diff <= 0, (-diff).to(tl.float32) * b2, float("-inf")))  # [m, n]: γ^{n-m}
+    xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)
+    if USE_DHT:
+        dS = tl.load(dht + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        dS = tl.zeros([BKF, BVB], dtype=tl.float32)
+    NT = tl.cdiv(T, C)
+    for i_r in range(0, NT):
+        i_t = NT - 1 - i_r
+        m_t = i_t * C + offs_c < T
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        b_q = tl.load(q_ptr + tile_qk, mask=m_tk, other=0.0).to(IN_DT)
+        b_k = tl.load(k_ptr + tile_qk, mask=m_tk, other=0.0).to(IN_DT)
+        b_do = tl.load(do_ptr + tile_v, mask=m_tv, other=0.0).to(IN_DT)
+        L = tl.minimum(T - i_t * C, C)
+        zeta = tl.exp2(tl.where(offs_c < L, (L - 1 - offs_c).to(tl.float32) * b2, float("-inf")))
+
+        scores_t = tl.dot(b_k, tl.trans(b_q), input_precision=PREC) * decay_t  # [m, n]
+        b_dv = _mixed_dot(scores_t, b_do, MIX_BF16, PREC)
+        b_dv += _mixed_dot(b_k * zeta[:, None], dS, MIX_BF16, PREC)
+        tl.store(dv_ptr + tile_v, b_dv.to(dv.dtype.element_ty), mask=m_tv)
+        dS = dS * tl.exp2(L.to(tl.float32) * b2) + _mixed_dot(tl.trans(b_q * xi[:, None]), b_do, MIX_BF16, PREC)
+        q_ptr -= C * H * K
+        k_ptr -= C * H * K
+        do_ptr -= C * H * V
+        dv_ptr -= C * H * V
+    if STORE_DH0:
+        tl.store(dh0 + p_s, dS, mask=m_s)
+
+
+@triton.jit
+def _retention_chunkwise_bwd_kernel(
+    q, k, v, log_decay, h0, do, dht, dq, dk, dv, dh0,
+    T, H, K, V,
+    C: tl.constexpr, BKF: tl.constexpr, BVB: tl.constexpr, BKB: tl.constexpr, BVP: tl.constexpr,
+    USE_H0: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+    IN_DT: tl.constexpr, MIX_BF16: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Grid (2·NK·NVP + NV, b·h): three kinds of independent programs, each one scan over the chunks
+    (`_bwd_dq_scan`, `_bwd_dk_scan`, `_bwd_dv_scan`), the state gradient dS (of the state at a chunk's end) following
+    dS ← γ^L dS + (Q ⊙ ξ)ᵀ dO. The rows of S and dS evolve independently, so dq and dk split K into NK blocks of
+    BKB rows without partial sums; V is split into NVP parts of BVP columns only where V > 256 (the parts' dq / dk
+    are then partial sums, added by the caller). dv and d state: NV blocks of BVB columns with all of K.
+    """
+    i_p = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    b2 = tl.load(log_decay + i_h).to(tl.float32) * 1.4426950408889634  # log2 γ
+    NK = tl.cdiv(K, BKB)
+    NKP = NK * tl.cdiv(V, BVP)
+    first = i_b.to(tl.int64) * T * H + i_h  # row of (b, t=0, h)
+    last = (i_b.to(tl.int64) * T + (tl.cdiv(T, C) - 1) * C) * H + i_h  # first row of the last chunk
+    if i_p < NKP:
+        _bwd_dq_scan(k, v, do, dq, h0, i_bh, i_p % NK, i_p // NK, b2, first, T, H, K, V, C, BKB, BVP, USE_H0,
+                     IN_DT, MIX_BF16, PREC)  # fmt: skip
+    elif i_p < 2 * NKP:
+        _bwd_dk_scan(q, v, do, dk, dht, i_bh, (i_p - NKP) % NK, (i_p - NKP) // NK, b2, last, T, H, K, V, C, BKB, BVP,
+                     USE_DHT, IN_DT, MIX_BF16, PREC)  # fmt: skip
+    else:
+        _bwd_dv_scan(q, k, do, dv, dht, dh0, i_bh, i_p - 2 * NKP, b2, last, T, H, K, V, C, BKF, BVB, USE_DHT,
+                     STORE_DH0, IN_DT, MIX_BF16, PREC)  # fmt: skip
+
+
+@triton.jit
+def _retention_recurrent_fwd_kernel(
+    q, k, v, log_decay, h0, o, ht,
+    T, H, K, V,
+    BK: tl.constexpr, BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
+):  # fmt: skip
+    """One program per (V-block, b·h): token-by-token S = γ S + kᵀv, o = q S, without tl.dot (any T, K, V)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    gamma = tl.exp2(tl.load(log_decay + i_h).to(tl.float32) * 1.4426950408889634)
+
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    m_k = offs_k < K
+    m_v = offs_v < V
+    base_qk = (i_b.to(tl.int64) * T * H + i_h) * K
+    base_v = (i_b.to(tl.int64) * T * H + i_h) * V
+    p_s = i_bh.to(tl.int64) * K * V + offs_k[:, None].to(tl.int64) * V + offs_v[None, :]
+    m_s = m_k[:, None] & m_v[None, :]
+
+    if USE_H0:
+        S = tl.load(h0 + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros([BK, BV], dtype=tl.float32)
+    for _ in range(0, T):  # base_qk / base_v walk the rows in int64
+        b_q = tl.load(q + base_qk + offs_k, mask=m_k, other=0.0).to(tl.float32)
+        b_k = tl.load(k + base_qk + offs_k, mask=m_k, other=0.0).to(tl.float32)
+        b_v = tl.load(v + base_v + offs_v, mask=m_v, other=0.0).to(tl.float32)
+        S = S * gamma + b_k[:, None] * b_v[None, :]
+        b_o = tl.sum(S * b_q[:, None], axis=0)
+        tl.store(o + base_v + offs_v, b_o.to(o.dtype.element_ty), mask=m_v)
+        base_qk += H * K
+        base_v += H * V
+    if STORE_HT:
+        tl.store(ht + p_s, S, mask=m_s)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# launch configuration
+# --------------------------------------------------------------------------------------------------------------------
+
+
+# Tuning space, checked offline with ptxas for sm_90 at K = 128, V = 256 and the `_CUDA_MAX_C` tiles: the
+# configurations kept by the pruning spill no registers in bf16 and fp16 (fp32 operands take twice the registers, hence
+# the halved state budget; fp32 still spills a little). The num_stages=1 ones need < 70 KB of shared memory: the
+# fallback on GPUs with ~100 KB.
+def _state_budget(kwargs) -> int:
+    return 8192 if kwargs.get("MIX_BF16") else 4096
+
+
+def _prune_fwd(configs, named_args, **kwargs):
+    bk, cap, budget = kwargs["BK"], _pow2(named_args["V"]), _state_budget(kwargs)
+    kept = [
+        c for c in configs
+        if c.kwargs["BV"] <= cap and bk * c.kwargs["BV"] <= budget and (c.num_warps == 8 or bk * c.kwargs["BV"] < 4096)
+    ]  # fmt: skip
+    if any(c.kwargs["BV"] >= 32 for c in kept):  # BV = 16 only where nothing wider fits (K = 256)
+        kept = [c for c in kept if c.kwargs["BV"] >= 32]
+    return kept or [min(configs, key=lambda c: (c.kwargs["BV"], -c.num_warps))]
+
+
+def _prune_bwd(configs, named_args, **kwargs):
+    small = max(kwargs["BKF"] * kwargs["BVB"], kwargs["BKB"] * kwargs["BVP"]) < 4096
+    return [c for c in configs if c.num_warps == 8 or small] or configs
+
+
+_fwd_tuned = triton.autotune(
+    configs=[
+        triton.Config({"BV": bv}, num_warps=w, num_stages=s)
+        for bv, w, s in ((16, 8, 2), (32, 8, 1), (32, 4, 2), (32, 8, 2), (64, 8, 2), (64, 8, 3), (128, 8, 2))
+    ],
+    key=["K", "V", "C", "BK", "IN_DT", "PREC"],
+    prune_configs_by={"early_config_prune": _prune_fwd},
+)(_retention_chunkwise_fwd_kernel)
+
+_bwd_tuned = triton.autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=s) for w, s in ((8, 1), (8, 2), (8, 3), (4, 2))],
+    key=["K", "V", "C", "BKF", "BVB", "BKB", "BVP", "IN_DT", "PREC"],
+    prune_configs_by={"early_config_prune": _prune_bwd},
+)(_retention_chunkwise_bwd_kernel)
+
+
+def _use_autotune(x: torch.Tensor) -> bool:
+    return x.is_cuda and not triton_interpret()
+
+
+def _dot_options(x: torch.Tensor) -> dict:
+    """IN_DT: the dtype q/k/v/dO tiles are multiplied in; MIX_BF16, PREC: see `_mixed_dot`.
+
+    bf16 inputs multiply state and scores in bf16. fp16 inputs multiply them as tf32 (fp16's 10-bit mantissa, without
+    its 65504 range limit). fp32 inputs follow PyTorch's own matmul setting: tf32 where
+    torch.backends.cuda.matmul.allow_tf32 is set, else exact fp32 ("ieee", slower: no tensor cores). Under the
+    interpreter (CPU tensors) bf16 tiles are upcast to fp32: Triton's interpreter multiplies bf16 dot operands as raw
+    uint16 bits.
+    """
+    if x.dtype == torch.float32:
+        return dict(IN_DT=tl.float32, MIX_BF16=False, PREC="tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee")
+    if x.dtype == torch.float16:
+        return dict(IN_DT=tl.float16, MIX_BF16=False, PREC="tf32")
+    if not x.is_cuda:
+        return dict(IN_DT=tl.float32, MIX_BF16=False, PREC="ieee")
+    return dict(IN_DT=tl.bfloat16, MIX_BF16=True, PREC="tf32")
+
+
+# Largest tile C per dtype on CUDA for (forward, backward): above them ptxas spills registers at K = 128, V = 256 on
+# sm_90 (the backward programs hold a full-V tile, hence its smaller C; fp32 operands take twice the registers).
+_CUDA_MAX_C = {torch.bfloat16: (64, 32), torch.float16: (64, 32), torch.float32: (32, 16)}
+
+
+def _tiles(x: torch.Tensor, chunk_size: int) -> tuple[int, int]:
+    """(forward C, backward C): chunk_size clamped to [16, 64] and to the next power of two >= T; on CUDA also to
+    the per-dtype caps above. The interpreter (CPU) keeps the requested C so that the tests cover every tile size."""
+    C = max(_MIN_C, min(int(chunk_size), _MAX_C, triton.next_power_of_2(max(x.shape[1], 1))))
+    if not x.is_cuda:
+        return C, C
+    cap_fwd, cap_bwd = _CUDA_MAX_C[x.dtype]
+    return min(C, cap_fwd), min(C, cap_bwd)
+
+
+_MAX_BVP = 256  # widest V-part of the dq / dk programs; wider V is split into parts whose dq / dk are summed
+
+
+def _bwd_blocks(K: int, V: int, mix_bf16: bool) -> tuple[int, int, int, int]:
+    """(BKF, BVB, BKB, BVP): all of K with a V-block for dv; a K-block with a V-part (all of V up to 256) for dq and
+    dk. Every state tile [BKF, BVB] / [BKB, BVP] within the register budget above (at least 16 wide)."""
+    budget = _state_budget({"MIX_BF16": mix_bf16})
+    BKF = _pow2(K)
+    parts = triton.cdiv(V, _MAX_BVP)
+    BVP = _pow2(triton.cdiv(V, parts))
+    return BKF, min(_pow2(V), max(16, budget // BKF)), min(BKF, max(16, budget // BVP)), BVP
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# autograd
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _fwd(q, k, v, log_decay, h0, output_final_state, C):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BK = _pow2(K)
+    o = _empty((B, T, H, V), q.dtype, q.device)
+    ht = _empty((B, H, K, V), torch.float32, q.device) if output_final_state else None
+    args = (q, k, v, log_decay, h0, o, ht, T, H, K, V)
+    meta = dict(C=C, BK=BK, USE_H0=h0 is not None, STORE_HT=output_final_state, **_dot_options(q))
+    if _use_autotune(q):
+        _fwd_tuned[lambda m: (triton.cdiv(V, m["BV"]), B * H)](*args, **meta)
+    else:
+        BV = min(64, _pow2(V))
+        _retention_chunkwise_fwd_kernel[(triton.cdiv(V, BV), B * H)](*args, BV=BV, **meta)
+    return o, ht
+
+
+def _bwd(q, k, v, log_decay, h0, do, dht, C, need_dh0):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    opts = _dot_options(q)
+    BKF, BVB, BKB, BVP = _bwd_blocks(K, V, opts["MIX_BF16"])
+    NVP = triton.cdiv(V, BVP)
+    part_dtype = q.dtype if NVP == 1 else torch.float32  # V > 256: dq / dk summed over the V-parts in fp32
+    dq = _empty((NVP, B, T, H, K), part_dtype, q.device)
+    dk = _empty((NVP, B, T, H, K), part_dtype, q.device)
+    dv = _empty((B, T, H, V), v.dtype, q.device)
+    dh0 = _empty((B, H, K, V), torch.float32, q.device) if need_dh0 else None
+    args = (q, k, v, log_decay, h0, do, dht, dq, dk, dv, dh0, T, H, K, V)
+    meta = dict(
+        C=C, BKF=BKF, BVB=BVB, BKB=BKB, BVP=BVP, USE_H0=h0 is not None, USE_DHT=dht is not None,
+        STORE_DH0=need_dh0, **opts,
+    )  # fmt: skip
+    grid = (2 * triton.cdiv(K, BKB) * NVP + triton.cdiv(V, BVB), B * H)
+    if _use_autotune(q):
+        _bwd_tuned[grid](*args, **meta)
+    else:
+        _retention_chunkwise_bwd_kernel[grid](*args, **meta)
+    if NVP == 1:
+        return dq[0], dk[0], dv, dh0
+    return dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv, dh0
+
+
+class _RetentionChunkwise(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, log_decay, state, output_final_state, chunk_size):
+        C_fwd, C_bwd = _tiles(q, chunk_size)
+        o, ht = _fwd(q, k, v, log_decay, state, output_final_state, C_fwd)
+        ctx.save_for_backward(q, k, v, log_decay, state)
+        ctx.chunk = C_bwd
+        if ht is None:
+            return o
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht=None):
+        q, k, v, log_decay, state = ctx.saved_tensors
+        need_dh0 = state is not None and ctx.needs_input_grad[4]
+        dht = None if dht is None else dht.float().contiguous()
+        dq, dk, dv, dh0 = _bwd(q, k, v, log_decay, state, do.contiguous(), dht, ctx.chunk, need_dh0)
+        return dq, dk, dv, None, dh0, None, None
+
+
+def _prepare(q, k, v, log_decay, state):
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"the retention triton kernels take fp32, fp16 or bf16; got {q.dtype}")
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    log_decay = log_decay.detach().to(torch.float32).contiguous()  # a constant buffer: no gradient
+    if state is not None:
+        state = state.to(torch.float32).contiguous()
+    return q, k, v, log_decay, state
+
+
+def retention_chunkwise_triton(q, k, v, log_decay, state=None, output_final_state=False, chunk_size=64):
+    """Chunkwise retention on Triton, differentiable in q, k, v and `state` (not in log_decay).
+
+    Returns (o [B, T, H, V] in q's dtype, final state [B, H, K, V] fp32 or None). `chunk_size` is the tile C,
+    clamped to [16, 64], to the next power of two ≥ T and on CUDA to per-dtype register caps (`_tiles`); it changes
+    rounding only, never the result.
+    """
+    if q.shape[1] == 0:  # nothing to tile: the reference handles the empty sequence
+        return retention_chunkwise(q, k, v, log_decay, state, output_final_state, chunk_size)
+    state_dtype = None if state is None else state.dtype
+    q, k, v, log_decay, state = _prepare(q, k, v, log_decay, state)
+    out = _RetentionChunkwise.apply(q, k, v, log_decay, state, bool(output_final_state), int(chunk_size))
+    if not output_final_state:
+        return out, None
+    o, ht = out
+    return o, ht if state_dtype in (None, torch.float32) else ht.to(state_dtype)
+
+
+def retention_step_triton(q, k, v, log_decay, state=None, output_final_state=True):
+    """Recurrent retention over a few tokens (decoding), forward only: (o, final state fp32 or None).
+
+    The caller's `state` is read, never written: the final state is a new tensor.
+    """
+    q, k, v, log_decay, state = _prepare(q, k, v, log_decay, state)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BK = _pow2(K, 1)
+    BV = min(_pow2(V, 1), max(16, 8192 // BK))
+    o = _empty((B, T, H, V), q.dtype, q.device)
+    ht = _empty((B, H, K, V), torch.float32, q.device) if output_final_state else None
+    _retention_recurrent_fwd_kernel[(triton.cdiv(V, BV), B * H)](
+        q, k, v, log_decay, state, o, ht, T, H, K, V,
+        BK=BK, BV=BV, USE_H0=state is not None, STORE_HT=bool(output_final_state),
+    )  # fmt: skip
+    return o, ht
