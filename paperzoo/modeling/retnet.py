@@ -30,7 +30,7 @@ from ..configuration.retnet import RetNetConfig
 from ..kernels.retention import retention
 from .layers import RMSNorm
 
-_STATE, _POSITION = 0, 1  # cache slots per layer: retention state [B, H, K, V+1]; next position per row [B]
+_STATE, _POSITION = 0, 1  # cache slots per layer: retention state [B, H, K, V+16-V%16]; next position per row [B]
 
 
 def retnet_log_decay(num_heads: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -93,17 +93,21 @@ class RetNetMultiScaleRetention(nn.Module):
         q = q * cos + rotate_every_two(q) * sin
         k = k * cos + rotate_every_two(k) * sin
         q = (q * decay_norm[..., None]).to(v.dtype)  # D̃'s row factor, folded into q
-        # The ones column makes the op also return Σ_m R̃_nm, torchscale's row normaliser.
-        v = torch.cat([v, v.new_ones(B, T, H, 1)], dim=-1)  # [B, T, H, V+1]
+        # A ones column makes the op also return Σ_m R̃_nm, torchscale's row normaliser; zero columns after it keep
+        # the width a multiple of 16, which the Triton kernels load and multiply without masking waste.
+        extra = 16 - V % 16
+        ones = torch.zeros(B, T, H, extra, dtype=v.dtype, device=v.device)
+        ones[..., 0] = 1
+        v = torch.cat([v, ones], dim=-1)  # [B, T, H, V + extra]
         if token_mask is not None:  # padded tokens never enter the state
             k = k * token_mask[:, :, None, None]
             v = v * token_mask[:, :, None, None]
 
         state = cache.get_recurrent_state(self.layer_idx, _STATE) if cache is not None else None
-        if state is not None and state.shape != (B, H, K, V + 1):
+        if state is not None and state.shape != (B, H, K, V + extra):
             raise ValueError(
                 f"cache layer {self.layer_idx} holds a state of shape {tuple(state.shape)}, but this model needs "
-                f"{(B, H, K, V + 1)}: the cache comes from another model or batch"
+                f"{(B, H, K, V + extra)}: the cache comes from another model or batch"
             )
         log_decay = retnet_log_decay(H, q.device, torch.float64 if q.dtype == torch.float64 else torch.float32)
         o, state = retention(q, k, v, log_decay, state, output_final_state=cache is not None,
@@ -112,7 +116,7 @@ class RetNetMultiScaleRetention(nn.Module):
             cache.update_recurrent_state(state, self.layer_idx, _STATE)
             cache.layers[self.layer_idx].has_previous_state[_STATE] = True  # not set by update_recurrent_state
 
-        o, row_sum = o[..., :V], o[..., V:]
+        o, row_sum = o[..., :V], o[..., V : V + 1]
         o = o / row_sum.detach().abs().clamp(min=1)  # [B, T, H, V]
         o = self.group_norm(o).reshape(B, T, H * V)
         return self.o_proj(nn.functional.silu(self.g_proj(hidden_states)) * o)

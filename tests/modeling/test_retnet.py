@@ -354,3 +354,39 @@ def test_text_generation_pipeline_matches_generate():
         while got[0] == tokenizer.pad_token_id:  # the pipeline returns the left padding with the row
             got.pop(0)
         assert got == want[0].tolist()
+
+
+def test_triton_backend_gives_reference_logits(monkeypatch):
+    """Model level: the Triton kernels (under TRITON_INTERPRET=1 on CPU, or on CUDA) give the reference logits,
+    for the chunkwise prefill, its gradients and the fused decoding step."""
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+        pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1 (make test sets it)")
+    pytest.importorskip("triton")
+    import paperzoo.kernels.retention as op
+
+    calls = {"retention_chunkwise_triton": 0, "retention_step_triton": 0}
+    for name in calls:  # count the kernel launches, so that a silent fallback cannot pass
+        kernel = getattr(op, name)
+        monkeypatch.setattr(op, name, lambda *a, _k=kernel, _n=name: calls.__setitem__(_n, calls[_n] + 1) or _k(*a))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reference = tiny_model(dtype=torch.float32, chunk_size=16).to(device)
+    fast = copy.deepcopy(reference)
+    for layer in fast.model.layers:
+        layer.retention.kernel_backend = "triton"
+    x = ids(2, 21).to(device)
+    for model in (reference, fast):
+        model.train()
+        model(x, labels=x).loss.backward()
+        model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x).logits, reference(x).logits, rtol=1e-4, atol=1e-4)
+        cache_r, cache_f = (m(x[:, :17], use_cache=True).cache for m in (reference, fast))
+        for t in range(17, 21):  # one-token steps: the fused recurrent kernel
+            step_r = reference(x[:, t : t + 1], cache=cache_r).logits
+            step_f = fast(x[:, t : t + 1], cache=cache_f).logits
+            torch.testing.assert_close(step_f, step_r, rtol=1e-4, atol=1e-4)
+    for (name, p_r), p_f in zip(reference.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(p_f.grad, p_r.grad, rtol=1e-3, atol=1e-5, msg=name)
+    assert calls["retention_chunkwise_triton"] >= 6 and calls["retention_step_triton"] == 8, calls
