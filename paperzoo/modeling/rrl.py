@@ -1,0 +1,226 @@
+"""RRL: the Rule-based Representation Learner (Wang et al., NeurIPS 2021, arXiv 2109.15103; TPAMI 2024,
+arXiv 2310.14336). Faithful to the official code (github.com/12wang3/rrl, `rrl/components.py`, `rrl/models.py`):
+
+    x ─► binarization (x_disc [, ¬x_disc], 1[x_j > c_jk], 1[x_j ≤ c_jk]) ─► logical layers (w AND ‖ w OR nodes)
+      ─► linear layer ─► logits / T
+
+Each logical node has weights W ∈ [0, 1] (clipped after every step); the discrete model uses W̄ = 1[W > 0.5]:
+AND_j = 1[Σ_i (1 − x_i) W̄_ij = 0], OR_j = 1[Σ_i x_i W̄_ij > 0]. Training follows the discrete model through Gradient
+Grafting: the forward value is the discrete one, the gradient that of a continuous surrogate (NLAF or the
+log-product LAF), per logical layer ("hierarchical", TPAMI) or at the output ("single", NeurIPS). Evaluation always
+runs the discrete model, so the extracted rules (`extract_rules`) explain its logits exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import can_return_tuple
+
+from ..configuration.rrl import RRLConfig
+from ..kernels.logical import logical_binarized, logical_nlaf, logical_product
+
+KINDS = ("conjunction", "disjunction")
+
+
+class GradGraft(torch.autograd.Function):
+    """Forward: the discrete value ȳ. Backward: the whole gradient goes to the continuous surrogate ỹ."""
+
+    @staticmethod
+    def forward(ctx, discrete, continuous):
+        return discrete.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad
+
+
+class RRLBinarization(nn.Module):
+    """Literals of the input: the one-hot discrete block (and its negation), then for every continuous feature j and
+    candidate bound c_jk both 1[x_j > c_jk] and 1[x_j ≤ c_jk], feature-major (index j·n + k). The bounds are fixed
+    buffers (in the official code too); the logical layers select and combine them into intervals."""
+
+    def __init__(self, config: RRLConfig):
+        super().__init__()
+        self.num_discrete = config.num_discrete_features
+        self.use_not = config.use_not
+        self.register_buffer("thresholds", torch.randn(config.num_thresholds, config.num_continuous_features))
+        self.output_dim = self.num_discrete * (2 if self.use_not else 1) + 2 * self.thresholds.numel()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, d_disc + d_cont] → [B, output_dim]
+        x_disc, x_cont = x[:, : self.num_discrete], x[:, self.num_discrete :]
+        parts = [x_disc, 1 - x_disc] if self.use_not else [x_disc]
+        if x_cont.shape[1]:
+            above = (x_cont[:, :, None] > self.thresholds.t()[None]).to(x.dtype).flatten(1)  # [B, d_cont·n]
+            parts += [above, 1 - above]
+        return torch.cat(parts, dim=1)
+
+
+class RRLLogicalLayer(nn.Module):
+    """`width` conjunction and `width` disjunction nodes over the same inputs (official UnionLayer)."""
+
+    def __init__(self, config: RRLConfig, input_dim: int, width: int, use_not: bool):
+        super().__init__()
+        self.config = config
+        self.use_not = use_not
+        self.input_dim = input_dim
+        n_in = input_dim * (2 if use_not else 1)
+        self.conjunction_weight = nn.Parameter(torch.empty(n_in, width))  # [n_in, w]
+        self.disjunction_weight = nn.Parameter(torch.empty(n_in, width))
+        self.output_dim = 2 * width
+
+    def _inputs(self, x):
+        return torch.cat([x, 1 - x], dim=1) if self.use_not else x
+
+    def weights(self):
+        return dict(zip(KINDS, (self.conjunction_weight, self.disjunction_weight)))
+
+    def continuous(self, x: torch.Tensor) -> torch.Tensor:
+        """The differentiable surrogate ỹ (NLAF or LAF), [B, 2w]."""
+        x, c = self._inputs(x), self.config
+        if c.activation == "nlaf":
+            outs = [logical_nlaf(x, w, kind, c.alpha, c.beta, c.gamma, backend=c.kernel_backend)
+                    for kind, w in self.weights().items()]
+        else:
+            outs = [logical_product(x, w, kind, c.estimated_grad, backend=c.kernel_backend)
+                    for kind, w in self.weights().items()]
+        return torch.cat(outs, dim=1)
+
+    @torch.no_grad()
+    def binarized(self, x: torch.Tensor) -> torch.Tensor:
+        """The discrete nodes ȳ with W̄ = 1[W > 0.5], [B, 2w] in {0, 1}."""
+        x = self._inputs(x)
+        return torch.cat([logical_binarized(x, w, kind, backend=self.config.kernel_backend)
+                          for kind, w in self.weights().items()], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Hierarchical Gradient Grafting: the next layer sees discrete values, gradients flow through ỹ."""
+        return GradGraft.apply(self.binarized(x), self.continuous(x))
+
+    def clip(self):
+        with torch.no_grad():
+            for w in self.weights().values():
+                w.clamp_(0.0, 1.0)
+
+
+class RRLPreTrainedModel(PreTrainedModel):
+    config: RRLConfig
+    config_class = RRLConfig
+    base_model_prefix = "rrl"
+    main_input_name = "input_features"
+    input_modalities = ("tabular",)
+    accepts_loss_kwargs = False  # plain mean cross-entropy: Trainer divides by the accumulation steps itself
+
+    def _init_weights(self, module):
+        """Official init: logical weights U(0, 0.5); the linear layer keeps torch's default."""
+        from transformers import initialization as init
+
+        if isinstance(module, RRLLogicalLayer):
+            for w in module.weights().values():
+                init.uniform_(w, 0.0, 0.5)
+        elif isinstance(module, nn.Linear):
+            module.reset_parameters()
+        elif isinstance(module, RRLForTabularClassification):
+            init.constant_(module.log_temperature, float(torch.tensor(self.config.temperature).log()))
+
+
+class RRLForTabularClassification(RRLPreTrainedModel):
+    """Logits of the discrete rule model; with `labels`, loss = CE(logits, labels) + λ·Σ‖W‖² (official loss)."""
+
+    def __init__(self, config: RRLConfig):
+        super().__init__(config)
+        self.binarization = RRLBinarization(config)
+        dims = [self.binarization.output_dim]  # output width of binarization, then of each logical layer
+        self.layers = nn.ModuleList()
+        for i, width in enumerate(config.layer_widths):
+            # NOT is added by the binarization layer for the first logical layer, by the layer itself after it
+            layer = RRLLogicalLayer(config, dims[-1] + self._skip_dim(dims, i + 1), width, config.use_not and i > 0)
+            self.layers.append(layer)
+            dims.append(layer.output_dim)
+        self.classifier = nn.Linear(dims[-1] + self._skip_dim(dims, len(dims)), config.num_labels)
+        self.log_temperature = nn.Parameter(torch.zeros(()))  # log T, learned
+        self.post_init()
+
+    def _skip_dim(self, dims: list[int], position: int) -> int:
+        """Layer `position` (0 = binarization) also reads layer `position − 2` from the third layer on."""
+        return dims[position - 2] if self.config.use_skip and position >= 3 else 0
+
+    def _run(self, x: torch.Tensor, step) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run binarization and the logical layers with `step(layer, inputs)`; returns the classifier input and
+        every layer's output (binarization first)."""
+        outputs = [self.binarization(x)]
+        for i, layer in enumerate(self.layers):
+            outputs.append(step(layer, self._with_skip(outputs, i + 1)))
+        return self._with_skip(outputs, len(outputs)), outputs
+
+    def _with_skip(self, outputs: list[torch.Tensor], position: int) -> torch.Tensor:
+        if self.config.use_skip and position >= 3:
+            return torch.cat([outputs[position - 1], outputs[position - 2]], dim=1)
+        return outputs[position - 1]
+
+    def _check_input(self, input_features: torch.Tensor):
+        width = self.config.num_discrete_features + self.config.num_continuous_features
+        if input_features.dim() != 2 or input_features.shape[1] != width:
+            raise ValueError(
+                f"input_features must be [batch, {width}] ({self.config.num_discrete_features} one-hot + "
+                f"{self.config.num_continuous_features} continuous columns); got {tuple(input_features.shape)}"
+            )
+
+    def discrete_features(self, input_features: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The discrete model up to the linear layer: its input and every layer's {0,1} output."""
+        self._check_input(input_features)
+        with torch.no_grad():
+            return self._run(input_features, lambda layer, h: layer.binarized(h))
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        self._check_input(input_features)
+        x = input_features.to(self.classifier.weight.dtype)
+        scale = torch.exp(-self.log_temperature)
+        if not self.training:  # evaluation is the discrete model (official `net.forward` at test time)
+            logits = self.classifier(self.discrete_features(x)[0]) * scale
+        elif self.config.grafting == "hierarchical":
+            logits = self.classifier(self._run(x, lambda layer, h: layer(h))[0]) * scale
+        else:  # single grafting: ∂CE/∂(discrete logits) is injected into the continuous model's logits
+            discrete = self.classifier(self._run(x, lambda layer, h: layer.binarized(h))[0])
+            continuous = self.classifier(self._run(x, lambda layer, h: layer.continuous(h))[0])
+            logits = GradGraft.apply(discrete, continuous) * scale
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits, labels.to(logits.device).long())
+            if self.config.weight_decay:
+                loss = loss + self.config.weight_decay * self.l2_penalty()
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def l2_penalty(self) -> torch.Tensor:
+        """Σ‖W‖² over the logical weights and the linear weight (bias excluded), as the official `l2_penalty`."""
+        total = self.classifier.weight.pow(2).sum()
+        for layer in self.layers:
+            total = total + sum(w.pow(2).sum() for w in layer.weights().values())
+        return total
+
+    def clip_weights(self):
+        """Clamp logical weights to [0, 1]; call after every optimizer step (the official `clip`)."""
+        for layer in self.layers:
+            layer.clip()
+
+    def edge_count(self) -> int:
+        """Number of edges of the discrete model (W̄ = 1) in the logical layers: the official complexity measure."""
+        return int(sum((w > 0.5).sum().item() for layer in self.layers for w in layer.weights().values()))
+
+    def extract_rules(self, schema: dict | None = None):
+        """The discrete model as weighted rules (see `rrl_rules.RuleSet`); `schema` names the columns (from
+        `RRLProcessor.schema()`), else generic names and standardised units are used."""
+        from .rrl_rules import extract_rules
+
+        return extract_rules(self, schema)
+
+
+__all__ = ["RRLForTabularClassification", "RRLPreTrainedModel"]
