@@ -1,0 +1,75 @@
+"""RRLClassifier as a scikit-learn estimator on real offline data (sklearn's wine, the RRL authors' tic-tac-toe)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_wine
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
+
+from paperzoo import RRLClassifier
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+FAST = dict(layer_widths=(16,), max_epochs=15, batch_size=32, learning_rate=5e-3, random_state=0,
+            kernel_backend="reference")
+
+
+def tic_tac_toe():
+    frame = pd.read_csv(DATA / "tic-tac-toe.data", header=None)
+    X = frame.iloc[:, :-1].set_axis([f"square{i}" for i in range(9)], axis=1)
+    return X, frame.iloc[:, -1].to_numpy()
+
+
+def test_sklearn_protocol_and_cross_validation():
+    wine = load_wine(as_frame=True)
+    clf = RRLClassifier(**FAST)
+    assert clone(clf).get_params() == clf.get_params()
+    assert clf.set_params(max_epochs=3).max_epochs == 3 and clf.set_params(max_epochs=15)
+    folds = StratifiedKFold(3, shuffle=True, random_state=0)
+    rrl = cross_val_score(Pipeline([("rrl", clf)]), wine.data, wine.target, cv=folds, scoring="f1_macro")
+    cart = cross_val_score(DecisionTreeClassifier(random_state=0), wine.data, wine.target, cv=folds,
+                           scoring="f1_macro")
+    assert rrl.mean() >= cart.mean() - 0.03, (rrl, cart)  # a short run already matches CART on wine
+    assert rrl.mean() > 0.85
+
+
+def test_fit_predict_rules_and_determinism():
+    X, y = tic_tac_toe()
+    settings = dict(FAST, batch_size=64, max_epochs=12)
+    a = RRLClassifier(**settings).fit(X, y)
+    b = RRLClassifier(**settings).fit(X, y)
+    assert list(a.classes_) == ["negative", "positive"] and a.n_features_in_ == 9
+    np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X))  # same random_state, same model
+    assert [r["rule"] for r in a.rules_] == [r["rule"] for r in b.rules_]
+    proba = a.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_array_equal(a.predict(X), a.classes_[proba.argmax(1)])
+    assert (a.predict(X) == y).mean() > 0.8
+    a.measure_support(X)
+    assert all(0.0 <= r["support"] <= 1.0 for r in a.rules_)
+    for row, z in zip(a.explain(X.iloc[:50]), a.decision_function(X.iloc[:50])):
+        expected = [row["bias"][c] + sum(r["weights"][c] for r in row["rules"]) for c in a.classes_]
+        np.testing.assert_allclose(expected, z, rtol=0, atol=1e-5)
+        assert row["logits"] == {c: pytest.approx(v, abs=1e-5) for c, v in zip(a.classes_, z)}
+    assert "square" in a.rules_[0]["rule"] and a.complexity()["rules"] == len(a.rules_)
+    c = RRLClassifier(**dict(settings, random_state=1)).fit(X, y)
+    assert not np.array_equal(c.decision_function(X), a.decision_function(X))
+
+
+def test_bad_input_is_a_clear_error():
+    X, y = tic_tac_toe()
+    with pytest.raises(ValueError, match="single class"):
+        RRLClassifier(**FAST).fit(X, np.full(len(y), "positive"))
+    with pytest.raises(ValueError, match="rows but y has"):
+        RRLClassifier(**FAST).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="max_epochs=0"):
+        RRLClassifier(**dict(FAST, max_epochs=0)).fit(X, y)
+    fitted = RRLClassifier(**dict(FAST, max_epochs=1)).fit(X, y)
+    with pytest.raises(ValueError, match=r"missing \['square3'\]"):
+        fitted.predict(X.drop(columns=["square3"]))
+    with pytest.raises(ValueError, match="empty input"):
+        fitted.predict(X.iloc[:0])

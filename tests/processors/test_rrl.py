@@ -1,0 +1,79 @@
+"""RRLProcessor: schema fitted on training rows only, documented missing/unseen handling, precise errors, JSON."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_wine
+from transformers import AutoFeatureExtractor
+
+import paperzoo  # noqa: F401
+from paperzoo import RRLConfig, RRLProcessor
+
+
+def table():
+    return pd.DataFrame({
+        "color": ["red", "blue", "red", None, "green"],
+        "age": [30.0, 50.0, math.nan, 40.0, 60.0],
+        "size": [1, 2, 3, 4, 5],
+    })
+
+
+def test_schema_from_training_rows_only():
+    wine = load_wine(as_frame=True).data
+    train, test = wine.iloc[:100], wine.iloc[100:]
+    processor = RRLProcessor().fit(train)
+    assert processor.discrete_columns == [] and processor.continuous_columns == list(wine.columns)
+    np.testing.assert_allclose(processor.means, train.mean().values)
+    np.testing.assert_allclose(processor.stds, train.std(ddof=0).values)
+    encoded = processor(test)["input_features"]
+    np.testing.assert_allclose(encoded, ((test - train.mean()) / train.std(ddof=0)).values, rtol=1e-5, atol=1e-5)
+
+
+def test_one_hot_missing_and_unseen_values():
+    processor = RRLProcessor().fit(table())
+    assert processor.discrete_columns == ["color"] and processor.categories["color"] == ["blue", "green", "red"]
+    rows = pd.DataFrame({"color": ["red", "purple", None], "age": [math.nan, 40.0, 45.0], "size": [1, 2, 3]})
+    x = processor(rows)["input_features"]
+    np.testing.assert_array_equal(x[:, :3], [[0, 0, 1], [0, 0, 0], [0, 0, 0]])  # unseen / missing: all zeros
+    mean_age = np.mean([30.0, 50.0, 40.0, 60.0])
+    assert processor.means[0] == pytest.approx(mean_age) and x[0, 3] == 0.0  # missing continuous → mean → z = 0
+
+
+def test_declared_discrete_columns_and_inputs_of_every_shape():
+    processor = RRLProcessor().fit(table(), discrete=["color", "size"])
+    assert processor.discrete_columns == ["color", "size"] and processor.continuous_columns == ["age"]
+    frame = processor(table().iloc[:2])["input_features"]
+    np.testing.assert_array_equal(processor(table().iloc[0].to_dict())["input_features"], frame[:1])
+    np.testing.assert_array_equal(processor(table().iloc[:2].to_dict("records"))["input_features"], frame)
+    np.testing.assert_array_equal(processor(table().iloc[:2].values)["input_features"], frame)
+
+
+def test_errors_name_the_column_or_value():
+    processor = RRLProcessor().fit(table())
+    with pytest.raises(ValueError, match=r"missing \['age'\]"):
+        processor(table().drop(columns=["age"]))
+    with pytest.raises(ValueError, match=r"unexpected \['weight'\]"):
+        processor(table().assign(weight=1.0))
+    with pytest.raises(ValueError, match=r"column 'age' is continuous but holds the non-numeric value 'old'"):
+        processor(table().assign(age="old"))
+    with pytest.raises(ValueError, match="empty input"):
+        processor(table().iloc[:0])
+    with pytest.raises(ValueError, match="empty table"):
+        RRLProcessor().fit(table().iloc[:0])
+    with pytest.raises(ValueError, match=r"discrete column\(s\) \['shade'\]"):
+        RRLProcessor().fit(table(), discrete=["shade"])
+    with pytest.raises(ValueError, match="not fitted"):
+        RRLProcessor()(table())
+
+
+def test_json_round_trip_and_auto_feature_extractor(tmp_path):
+    processor = RRLProcessor().fit(table())
+    RRLConfig(num_discrete_features=processor.num_discrete_features,
+              num_continuous_features=processor.num_continuous_features).save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert isinstance(loaded, RRLProcessor)
+    np.testing.assert_array_equal(loaded(table())["input_features"], processor(table())["input_features"])
+    assert loaded.schema() == processor.schema()
