@@ -1,4 +1,4 @@
-"""The `paperzoo` command: convert, export and push models."""
+"""The `paperzoo` command: convert, export and push models; train RRL on a CSV table."""
 
 from __future__ import annotations
 
@@ -37,6 +37,179 @@ def _push(args) -> None:
     print(f"pushed {args.folder} -> {url}")
 
 
+def _int_list(text: str) -> list[int]:
+    """`64`, `64,32` or `64@32` (the official `-s` style) -> [64, 32]."""
+    try:
+        values = [int(v) for v in text.replace("@", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} must list positive integers")
+    return values
+
+
+def _read_table(path, header: bool):
+    """The CSV as a DataFrame with string column names (0, 1, ... without a header), or ValueError saying why not."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file" if not path.exists() else f"{path} is not a file")
+    try:
+        table = pd.read_csv(path, header=0 if header else None, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty (no header and no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} cannot be read as CSV: {err}") from None
+    table.columns = [str(c) for c in table.columns]
+    if table.columns.duplicated().any():  # pandas renames duplicates "a.1"; only an odd header still repeats
+        raise ValueError(f"{path}: duplicate column names {list(table.columns)}")
+    if table.empty:
+        raise ValueError(f"{path} has a header but no data rows")
+    return table
+
+
+def _names(columns, limit: int = 40) -> str:
+    """A column list for an error message, cut after `limit` names."""
+    columns = list(columns)
+    more = f" and {len(columns) - limit} more" if len(columns) > limit else ""
+    return f"{columns[:limit]}{more}"
+
+
+def _check_device(device: str, backend: str) -> None:
+    """Bad --device / --kernel-backend as a usage error (exit 2) before any training, not a traceback later."""
+    import torch
+
+    from .kernels._registry import triton_unavailable_reason
+
+    try:
+        where = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"--device={device!r} is not a torch device: {err}") from None
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device={device!r}: CUDA is not available here")
+    if backend == "triton":
+        reason = triton_unavailable_reason(torch.empty(0, device=where))
+        if reason is not None:
+            raise ValueError(f"--kernel-backend=triton cannot run on --device={device!r}: {reason}")
+
+
+def _resolve_target(table, target: str, header: bool) -> str:
+    columns = list(table.columns)
+    if target in columns:
+        return target
+    if not header:  # columns are positions: accept a negative one too (-1: the last column)
+        try:
+            position = int(target)
+        except ValueError:
+            position = None
+        if position is not None and -len(columns) <= position < len(columns):
+            return columns[position]
+    raise ValueError(f"target column {target!r} is not in the table; its columns are {_names(columns)}")
+
+
+def _check_output(folder) -> None:
+    """Refuse to replace a folder that is not a saved model: the export swaps the whole folder."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"--output {folder} exists and is not a folder")
+    if any(folder.iterdir()) and not (folder / "config.json").is_file():
+        raise ValueError(f"--output {folder} is a non-empty folder without config.json, so not a saved model; it "
+                         "would be replaced as a whole: choose another --output")
+
+
+def _rrl_train(args) -> None:
+    from pathlib import Path
+
+    import numpy as np
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from . import metrics
+    from .estimators.rrl import RRLClassifier
+    from .processors.rrl import RRLProcessor
+
+    data = Path(args.data)
+    if args.folds == 1 or args.folds < 0:
+        raise ValueError(f"--folds={args.folds}: cross-validation needs at least 2 folds (0 skips it)")
+    _check_device(args.device, args.kernel_backend)
+    output = Path(args.output) if args.output else Path(f"{data.stem}-rrl")
+    _check_output(output)
+    table = _read_table(data, header=not args.no_header)
+    target = _resolve_target(table, args.target, header=not args.no_header)
+
+    missing = table[target].isna().to_numpy()
+    if missing.all():
+        raise ValueError(f"target column {target!r} has no values")
+    if missing.any():
+        print(f"dropping {int(missing.sum())} row(s) with no value in the target column {target!r}",
+              file=sys.stderr)
+        table = table.loc[~missing].reset_index(drop=True)
+    X = table.drop(columns=[target])
+    y = table[target].to_numpy()
+    if y.dtype.kind == "f" and np.all(y == np.round(y)):  # integer labels that pandas read as float (missing values)
+        y = y.astype(np.int64)
+    if X.shape[1] == 0:
+        raise ValueError(f"{data} has no feature columns besides the target {target!r}")
+    classes, y_codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"target column {target!r} has a single class ({classes[0]!r}); a classifier needs two")
+
+    discrete = None
+    if args.discrete is not None:
+        discrete = [c.strip() for c in args.discrete.split(",") if c.strip()]
+        if target in discrete:
+            raise ValueError(f"--discrete names the target column {target!r}")
+        unknown = [c for c in discrete if c not in X.columns]
+        if unknown:
+            raise ValueError(f"--discrete column(s) {unknown} are not in the table; its columns are "
+                             f"{_names(X.columns)}")
+    # fail before any training on a column that cannot be encoded (each fold fits its own processor later)
+    schema = RRLProcessor().fit(X, discrete=discrete)
+
+    estimator = RRLClassifier(
+        layer_widths=tuple(args.layer_widths), num_thresholds=args.num_thresholds, activation=args.activation,
+        temperature=args.temperature, weight_decay=args.weight_decay, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, max_epochs=args.epochs, discrete=discrete, device=args.device,
+        kernel_backend=args.kernel_backend, random_state=args.seed, verbose=not args.quiet,
+    )
+    print(f"{data}: {len(X)} rows, {X.shape[1]} feature columns ({len(schema.discrete_columns)} discrete, "
+          f"{len(schema.continuous_columns)} continuous), target {target!r} with {len(classes)} classes")
+    metric = metrics.load("macro_f1", keep_in_memory=True)
+
+    def score(model, rows) -> dict:
+        predicted = np.searchsorted(classes, model.predict(X.iloc[rows]))  # model.classes_ ⊆ classes
+        return metric.compute(predictions=predicted.tolist(), references=y_codes[rows].tolist())
+
+    if args.folds:
+        folds = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed)
+        f1s, accuracies = [], []
+        for k, (train, test) in enumerate(folds.split(X, y_codes), 1):
+            print(f"fold {k}/{args.folds}: training on {len(train)} rows, testing on {len(test)}", flush=True)
+            model = clone(estimator).fit(X.iloc[train], y[train])
+            result = score(model, test)
+            f1s.append(result["macro_f1"])
+            accuracies.append(result["accuracy"])
+            print(f"fold {k}/{args.folds}: macro-F1 {result['macro_f1']:.4f}  accuracy {result['accuracy']:.4f}",
+                  flush=True)
+        sd = {"ddof": 1} if len(f1s) > 1 else {}
+        print(f"cross-validation ({args.folds} folds, mean ± sd): macro-F1 {np.mean(f1s):.4f} ± "
+              f"{np.std(f1s, **sd):.4f}  accuracy {np.mean(accuracies):.4f} ± {np.std(accuracies, **sd):.4f}",
+              flush=True)
+
+    print(f"final model: training on all {len(X)} rows", flush=True)
+    model = clone(estimator).fit(X, y)
+    result = score(model, np.arange(len(X)))
+    print(f"final model (training rows): macro-F1 {result['macro_f1']:.4f}  accuracy {result['accuracy']:.4f}")
+    model.measure_support(X)
+    print(f"rules (support: fraction of the {len(X)} training rows on which a rule fires):")
+    model.print_rules()
+    size = model.complexity()
+    print(f"complexity: {size['rules']} rules, {size['edges']} edges")
+    model.save_pretrained(output)
+    print(f"saved -> {output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +234,37 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--token", default=None)
     push.add_argument("--private", action="store_true")
     push.set_defaults(func=_push)
+
+    rrl = sub.add_parser("rrl", help="Rule-based Representation Learner (RRL) on a CSV table")
+    rrl_sub = rrl.add_subparsers(dest="action", required=True)
+    train = rrl_sub.add_parser(
+        "train", help="cross-validate, fit on all rows, print the rules and save a Hub folder",
+        description="Stratified k-fold cross-validation (macro-F1 and accuracy per fold, mean ± sample sd; the "
+                    "preprocessing is fitted inside each fold), then a fit on all rows whose rules (with their "
+                    "support on those rows) and size are printed and which is saved as a Hub folder.",
+    )
+    train.add_argument("data", help="CSV file with a header row (see --no-header)")
+    train.add_argument("--target", required=True, help="the label column (a position with --no-header; -1: last)")
+    train.add_argument("--no-header", action="store_true", help="the CSV has no header: columns are named 0, 1, ...")
+    train.add_argument("--discrete", default=None, metavar="COL,...",
+                       help="columns to one-hot encode (default: every non-numeric column; '' for none)")
+    train.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5; 0 skips it)")
+    train.add_argument("--output", default=None, metavar="DIR", help="Hub folder to write (default: <csv stem>-rrl)")
+    train.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
+    train.add_argument("--layer-widths", type=_int_list, default=[64], metavar="W[,W...]",
+                       help="width of each logical layer (default 64)")
+    train.add_argument("--num-thresholds", type=int, default=10, help="bounds per continuous feature (default 10)")
+    train.add_argument("--batch-size", type=int, default=32, help="default 32")
+    train.add_argument("--learning-rate", type=float, default=2e-3, help="default 2e-3")
+    train.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4")
+    train.add_argument("--temperature", type=float, default=1.0, help="initial softmax temperature (default 1)")
+    train.add_argument("--activation", choices=("nlaf", "laf"), default="nlaf", help="default nlaf")
+    train.add_argument("--kernel-backend", choices=("auto", "reference", "triton"), default="auto",
+                       help="logical-layer kernels (default auto)")
+    train.add_argument("--seed", type=int, default=0, help="seeds the folds and the model (default 0)")
+    train.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar over epochs")
+    train.set_defaults(func=_rrl_train)
     return parser
 
 

@@ -1,0 +1,198 @@
+"""`paperzoo rrl train` on the real tic-tac-toe table: cross-validation lines, rules, the Hub folder and the errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import paperzoo
+from paperzoo.cli import build_parser, main
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SMALL = ["--folds", "2", "--epochs", "3", "--layer-widths", "8", "--kernel-backend", "reference", "--seed", "0"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The layers are tiny matmuls: intra-op threads only add overhead, and on a busy machine their spinning made a
+    3-epoch run take 45 s instead of 1 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _columns() -> list[str]:
+    """Column names from tic-tac-toe.info: `name discrete|continuous` lines, then `LABEL_POS -1`."""
+    lines = [line.split() for line in (DATA / "tic-tac-toe.info").read_text().splitlines() if line.strip()]
+    return [name for name, kind in lines if kind in ("discrete", "continuous")]
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    if not (DATA / "tic-tac-toe.data").is_file():
+        pytest.skip(f"the shared data folder {DATA} is not there")
+    frame = pd.read_csv(DATA / "tic-tac-toe.data", header=None, names=_columns(), dtype=str)
+    assert frame.shape == (958, 10) and list(frame.columns)[-1] == "class"
+    return frame
+
+
+@pytest.fixture(scope="module")
+def csv(table, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tic-tac-toe.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def _run(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(csv, tmp_path_factory):
+    """One run with the default --output (<csv stem>-rrl in the working directory)."""
+    workdir = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(workdir)
+        code, out, err = _run(["rrl", "train", str(csv), "--target", "class", *SMALL])
+    return code, out, err, workdir / "tic-tac-toe-rrl"
+
+
+def test_train_succeeds(trained):
+    code, out, err, _ = trained
+    assert code == 0, err[-2000:]
+    assert "958 rows, 9 feature columns (9 discrete, 0 continuous), target 'class' with 2 classes" in out
+
+
+def test_fold_and_mean_lines(trained):
+    _, out, err, _ = trained
+    folds = re.findall(r"^fold (\d)/2: macro-F1 (\d\.\d{4})  accuracy (\d\.\d{4})$", out, re.M)
+    assert [k for k, _, _ in folds] == ["1", "2"]
+    assert out.count("fold 1/2: training on 479 rows, testing on 479") == 1
+    mean = re.search(r"^cross-validation \(2 folds, mean ± sd\): macro-F1 (\d\.\d{4}) ± (\d\.\d{4})  "
+                     r"accuracy (\d\.\d{4}) ± (\d\.\d{4})$", out, re.M)
+    assert mean, out
+    f1s = np.array([float(f) for _, f, _ in folds])
+    accuracies = np.array([float(a) for _, _, a in folds])
+    assert float(mean[1]) == pytest.approx(f1s.mean(), abs=1e-4)
+    assert float(mean[2]) == pytest.approx(f1s.std(ddof=1), abs=1e-4)
+    assert float(mean[3]) == pytest.approx(accuracies.mean(), abs=1e-4)
+    assert all(0 < f <= 1 for f in f1s) and all(0.5 < a <= 1 for a in accuracies)
+    assert "RRL epochs" in err  # the estimator's progress bar (verbose=True)
+
+
+def test_rule_table_and_complexity(trained):
+    _, out, _, _ = trained
+    header = re.search(r"^\| # \| negative \(b=[-+]\d\.\d{4}\) \| positive \(b=[-+]\d\.\d{4}\) \| support \| rule \|$",
+                       out, re.M)
+    assert header, out
+    rows = re.findall(r"^\| \d+ \| [-+]\d\.\d{4} \| [-+]\d\.\d{4} \| (\d\.\d{4}) \| (.+) \|$", out, re.M)
+    size = re.search(r"^complexity: (\d+) rules, (\d+) edges$", out, re.M)
+    assert size and len(rows) == int(size[1]) >= 1
+    assert all(0 <= float(support) <= 1 for support, _ in rows)
+    assert all(re.search(r"\b[1-9] = [xob]\b", rule) for _, rule in rows)  # literals name column = category
+
+
+def test_hub_folder_reproduces_the_estimator(trained, table):
+    code, out, err, folder = trained
+    assert code == 0, err[-2000:]
+    assert f"saved -> {folder.name}" in out
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (folder / name).is_file(), sorted(p.name for p in folder.iterdir())
+
+    model = paperzoo.RRLForTabularClassification.from_pretrained(folder).eval()
+    processor = paperzoo.RRLProcessor.from_pretrained(folder)
+    X, y = table.drop(columns=["class"]), table["class"].to_numpy()
+    with torch.no_grad():
+        logits = model(**processor(X, return_tensors="pt")).logits.double().numpy()
+    labels = np.array([model.config.id2label[i] for i in logits.argmax(axis=1)])
+
+    # the same fit through the estimator: the CLI passes its settings through unchanged
+    clf = paperzoo.RRLClassifier(layer_widths=(8,), max_epochs=3, kernel_backend="reference", random_state=0)
+    clf.fit(X, y)
+    np.testing.assert_allclose(logits, clf.decision_function(X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(labels, clf.predict(X))
+    assert re.search(rf"^complexity: {clf.complexity()['rules']} rules, {clf.complexity()['edges']} edges$", out, re.M)
+
+
+def test_no_header_and_target_position(table, tmp_path):
+    path = tmp_path / "plain.csv"
+    table.to_csv(path, index=False, header=False)
+    code, out, err = _run(["rrl", "train", str(path), "--no-header", "--target", "-1", "--folds", "0",
+                           "--epochs", "1", "--layer-widths", "4", "--kernel-backend", "reference", "--quiet",
+                           "--output", str(tmp_path / "out")])
+    assert code == 0, err[-2000:]
+    assert "target '9' with 2 classes" in out and "fold " not in out and "RRL epochs" not in err
+    assert (tmp_path / "out" / "config.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("paperzoo rrl: error: "), err
+    return err
+
+
+def test_missing_target_column(csv, capsys):
+    err = _error(capsys, ["rrl", "train", str(csv), "--target", "outcome"])
+    assert "'outcome'" in err and "'class'" in err and "'9'" in err  # names the target and lists the columns
+
+
+def test_one_class_target(table, tmp_path, capsys):
+    path = tmp_path / "positive.csv"
+    table[table["class"] == "positive"].to_csv(path, index=False)
+    err = _error(capsys, ["rrl", "train", str(path), "--target", "class", "--output", str(tmp_path / "out")])
+    assert "single class" in err and "'positive'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_and_empty_files(tmp_path, capsys):
+    missing = tmp_path / "nowhere.csv"
+    assert str(missing) in _error(capsys, ["rrl", "train", str(missing), "--target", "class"])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "is empty (" in _error(capsys, ["rrl", "train", str(empty), "--target", "class"])
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("a,b,class\n")
+    assert "no data rows" in _error(capsys, ["rrl", "train", str(header_only), "--target", "class"])
+
+
+def test_non_numeric_continuous_column(csv, capsys):
+    # column 9 left out of --discrete is continuous, but holds x / o / b
+    err = _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", "1,2,3,4,5,6,7,8"])
+    assert "'9'" in err and "non-numeric" in err
+    assert "'nine'" in _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", "1,nine"])
+
+
+def test_bad_device_is_a_usage_error(csv, capsys):
+    assert "'nope'" in _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--device", "nope"])
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_model(csv, tmp_path, capsys):
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "todo.txt").write_text("keep me")
+    err = _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--output", str(keep)])
+    assert "config.json" in err and (keep / "todo.txt").read_text() == "keep me"
+
+
+def test_other_subcommands_still_parse():
+    parser = build_parser()
+    assert parser.parse_args(["export", "m", "o"]).command == "export"
+    assert parser.parse_args(["push", "f", "user/repo"]).repo_id == "user/repo"
+    assert parser.parse_args(["convert", "torchscale-retnet", "--checkpoint", "c", "--output", "o"]).source
+    args = parser.parse_args(["rrl", "train", "d.csv", "--target", "y", "--layer-widths", "16@8"])
+    assert args.layer_widths == [16, 8] and args.folds == 5 and args.activation == "nlaf"
