@@ -1,9 +1,10 @@
 """Backend resolution for every kernel op (DESIGN §3).
 
-Order: the explicit request (`config.kernel_backend`, passed down as `backend=`), else `PAPERZOO_KERNEL_BACKEND`,
-else "auto". Auto picks Triton when Triton imports, the tensors can run it (CUDA, or CPU under TRITON_INTERPRET=1)
-and the op supports the call, otherwise the PyTorch reference, and logs the reason once. An explicit request that
-cannot be honoured raises: nothing downgrades silently.
+Order: the explicit request (`config.kernel_backend` "reference" or "triton", passed down as `backend=`), else
+`PAPERZOO_KERNEL_BACKEND`, else "auto". Auto picks Triton when Triton imports, the tensors are on CUDA and the op
+supports the call, otherwise the PyTorch reference, and logs the reason once. An explicit "triton" also runs on CPU
+tensors under TRITON_INTERPRET=1 (how CI checks the kernels). An explicit request that cannot be honoured raises:
+nothing downgrades silently.
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ def triton_unavailable_reason(*tensors: torch.Tensor) -> str | None:
 
 
 def resolve(op: str, requested: str | None, unsupported: Callable[[], str | None]) -> str:
-    """Return "reference" or "triton" for `op`. `unsupported()` gives the reason Triton can't take this call."""
+    """Return "reference" or "triton" for `op`. `unsupported()` gives the reason Triton can't take this call.
+
+    `requested` "reference" or "triton" is explicit; None or "auto" (every config's default) defers to
+    PAPERZOO_KERNEL_BACKEND, else to auto. Auto never picks Triton's CPU interpreter: TRITON_INTERPRET=1 is a
+    checking tool, used when "triton" is asked for explicitly.
+    """
     source = "argument"
-    if requested is None:
+    if requested in (None, "auto") and kernel_backend() is not None:
         requested, source = kernel_backend(), "PAPERZOO_KERNEL_BACKEND"
-    if requested is None:
-        requested, source = "auto", "default"
+    requested = requested or "auto"
     check_backend_name(requested, "PAPERZOO_KERNEL_BACKEND" if source == "PAPERZOO_KERNEL_BACKEND" else "kernel_backend")
     if requested == "reference":
         return "reference"
@@ -58,6 +63,8 @@ def resolve(op: str, requested: str | None, unsupported: Callable[[], str | None
         if reason is not None:
             raise RuntimeError(f"{op}: the triton backend was requested ({source}) but cannot run: {reason}")
         return "triton"
+    if reason is None and triton_interpret() and not torch.cuda.is_available():
+        reason = "auto does not run the Triton CPU interpreter (ask for backend 'triton' to use it)"
     if reason is None:
         return "triton"
     if (op, reason) not in _logged:

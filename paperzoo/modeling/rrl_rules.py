@@ -6,8 +6,8 @@ add up, always-on nodes go into the bias, and thresholds are written back in raw
 
 One deliberate difference: the official code drops nodes that never (or always) fire *on the training data*, which
 makes its explanation inexact on new rows. Here a node is dropped or folded into the bias only when it is constant for
-*every* input (empty AND/OR, x ∧ ¬x, x > 5 ∧ x ≤ 3, x ∨ ¬x, ...), so the explanation is exact on any row; rules
-that never fired in training simply show support 0.
+*every* input the processor can produce (empty AND/OR, x ∧ ¬x, x > 5 ∧ x ≤ 3, x ∨ ¬x, two categories of one
+column), so the explanation is exact on any row; rules that never fired in training simply show support 0.
 
 Expressions are canonical nested tuples, so equal tuples are the same Boolean function of the input:
 ("lit", i) one-hot literal i · ("gt", j, c) / ("le", j, c) continuous feature j vs bound c (standardised units) ·
@@ -32,9 +32,11 @@ def negate(e):
     return e[1] if e[0] == "not" else ("not", e)
 
 
-def combine(kind: str, children) -> tuple:
+def combine(kind: str, children, one_hot_group: dict | None = None) -> tuple:
     """The canonical form of AND/OR over `children`: constants absorbed, same-kind children flattened, bounds per
-    feature merged, complementary pairs resolved; constant results become TRUE / FALSE."""
+    feature merged, complementary pairs resolved; constant results become TRUE / FALSE. `one_hot_group` maps a
+    one-hot literal to its column: two categories of one column never hold together (the processor writes at most
+    one 1 per column), so their AND is FALSE and the OR of their negations TRUE."""
     op = "and" if kind == "conjunction" else "or"
     neutral, absorbing = (TRUE, FALSE) if op == "and" else (FALSE, TRUE)
     flat = set()
@@ -53,6 +55,12 @@ def combine(kind: str, children) -> tuple:
             rest.add(c)
     if any(negate(c) in rest for c in rest):  # x ∧ ¬x = FALSE, x ∨ ¬x = TRUE
         return absorbing
+    if one_hot_group:
+        exclusive = [c for c in rest if c[0] == "lit"] if op == "and" else \
+            [c[1] for c in rest if c[0] == "not" and c[1][0] == "lit"]
+        columns = [one_hot_group[c[1]] for c in exclusive if c[1] in one_hot_group]
+        if len(columns) != len(set(columns)):  # color = red ∧ color = blue = FALSE (and its dual)
+            return absorbing
     tight = (max, min) if op == "and" else (min, max)  # AND: x > max, x ≤ min; OR: x > min, x ≤ max
     for j in set(gt) | set(le):
         lo = tight[0](gt[j]) if gt[j] else None
@@ -121,6 +129,7 @@ def _binarization_expressions(model) -> list[tuple]:
 
 def extract_rules(model, schema: dict | None = None) -> RuleSet:
     config = model.config
+    one_hot_group = {i: g for g, block in enumerate((schema or {}).get("one_hot_groups", [])) for i in block}
     outputs = [_binarization_expressions(model)]
     for i, layer in enumerate(model.layers):
         inputs = outputs[-1] + (outputs[-2] if config.use_skip and i + 1 >= 3 else [])
@@ -130,7 +139,8 @@ def extract_rules(model, schema: dict | None = None) -> RuleSet:
         for kind, w in layer.weights().items():
             w_bar = (w.detach() > 0.5).cpu()  # [n_in, width]
             for j in range(w_bar.shape[1]):
-                nodes.append(combine(kind, [inputs[i] for i in w_bar[:, j].nonzero().flatten().tolist()]))
+                chosen = [inputs[i] for i in w_bar[:, j].nonzero().flatten().tolist()]
+                nodes.append(combine(kind, chosen, one_hot_group))
         outputs.append(nodes)
     positions_expr = outputs[-1] + (outputs[-2] if config.use_skip and len(outputs) >= 3 else [])
 

@@ -131,9 +131,13 @@ class RRLProcessor(FeatureExtractionMixin):
         return BatchFeature({"input_features": features}, tensor_type=return_tensors)
 
     def schema(self) -> dict:
-        """Names for rule text: one per one-hot column ("col = category"), continuous names, means and stds."""
+        """Names for rule text: one per one-hot column ("col = category"), continuous names, means and stds, and
+        the one-hot blocks (at most one 1 per block, which lets rule extraction drop `col = a & col = b`)."""
+        sizes = [len(self.categories[c]) for c in self.discrete_columns]
+        starts = np.cumsum([0] + sizes)
         return {
             "discrete_literals": [f"{c} = {v}" for c in self.discrete_columns for v in self.categories[c]],
+            "one_hot_groups": [list(range(int(a), int(a + n))) for a, n in zip(starts, sizes)],
             "continuous_names": list(self.continuous_columns),
             "means": list(self.means),
             "stds": list(self.stds),

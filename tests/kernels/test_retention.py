@@ -401,3 +401,25 @@ class TestRetentionGPU:
         o_ref, h_ref = retention_recurrent(x["q"].float(), x["k"].float(), x["v"].float(), x["log_decay"], state, True)
         assert torch.equal(state, before)
         assert rel_err(o, o_ref) < 1e-2 and rel_err(h, h_ref) < 1e-5
+
+
+def test_backend_resolution_order(monkeypatch):
+    """Explicit reference/triton > PAPERZOO_KERNEL_BACKEND > auto; "auto" in a config defers to the variable; auto
+    never picks the CPU interpreter."""
+    from paperzoo.kernels import _registry
+
+    supported = lambda: None  # noqa: E731  (Triton could run this call)
+    monkeypatch.setattr(_registry, "triton_interpret", lambda: True)
+    monkeypatch.setattr(_registry.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(_registry, "kernel_backend", lambda: None)
+    assert _registry.resolve("op", None, supported) == "reference"
+    assert _registry.resolve("op", "auto", supported) == "reference"
+    assert _registry.resolve("op", "triton", supported) == "triton"
+    monkeypatch.setattr(_registry, "kernel_backend", lambda: "triton")
+    assert _registry.resolve("op", "auto", supported) == "triton"
+    assert _registry.resolve("op", "reference", supported) == "reference"
+    with pytest.raises(RuntimeError, match="PAPERZOO_KERNEL_BACKEND"):
+        _registry.resolve("op", None, lambda: "no GPU")
+    monkeypatch.setattr(_registry, "kernel_backend", lambda: "fast")
+    with pytest.raises(ValueError, match="PAPERZOO_KERNEL_BACKEND='fast'"):
+        _registry.resolve("op", None, supported)

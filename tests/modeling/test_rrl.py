@@ -258,3 +258,12 @@ def test_wrong_input_width_is_a_clear_error():
     model = make_model()
     with pytest.raises(ValueError, match=r"input_features must be \[batch, 8\]"):
         model(torch.zeros(2, 7, dtype=torch.float64))
+
+
+def test_one_hot_columns_make_two_categories_exclusive():
+    red, blue, big = ("lit", 0), ("lit", 1), ("lit", 2)
+    groups = {0: 0, 1: 0, 2: 1}
+    assert combine("conjunction", [red, blue], groups) == FALSE
+    assert combine("conjunction", [red, big], groups) == ("and", frozenset({red, big}))
+    assert combine("disjunction", [("not", red), ("not", blue)], groups) == TRUE
+    assert combine("conjunction", [red, blue]) == ("and", frozenset({red, blue}))  # without a schema: kept
