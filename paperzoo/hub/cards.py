@@ -4,15 +4,16 @@ A template is a Markdown/Jinja file shipped as package data. It opens with its o
 paper and is read here (it is not copied into the card):
 
     ---
-    arxiv: "2307.08621"               # required: becomes the tag arxiv:<id>
+    arxiv: "2307.08621"               # required: becomes the tag arxiv:<id>; a list for several papers (first = main)
     title: Retentive Network: ...     # paper title, shown by the template
     extra_tags: [retention]           # optional, added to the card's tags
     ---
 
 The rest is the Jinja body; the card's YAML header (`card_data`) is put on top of it. Variables the body can use:
 `config` (the model's config object), `model_class`, `auto_class` (the Auto class that loads this head),
-`pipeline_tag`, `repo_id`, `num_parameters`, `dtype`, `has_tokenizer`, `auto_map`, `arxiv`, `title`, `stem`,
-`paperzoo_version`, `transformers_version`.
+`pipeline_tag`, `repo_id`, `num_parameters`, `dtype`, `has_tokenizer`, `has_processor`, `auto_map`, `arxiv` (the
+main id), `arxiv_ids` (all), `title`, `stem`, `paperzoo_version`, `transformers_version`, plus what the
+architecture's context builder (`CONTEXT_BUILDERS[stem]`) adds, e.g. for RRL the rule table.
 """
 
 from __future__ import annotations
@@ -61,9 +62,16 @@ def load_template(stem: str) -> tuple[dict, str]:
     if not sep:
         raise ValueError(f"hub_cards/{stem}.md: the front matter block is not closed by a line '---'")
     meta = yaml.safe_load(head) or {}
-    if not isinstance(meta, dict) or not str(meta.get("arxiv", "")).strip():
+    if not isinstance(meta, dict) or not _arxiv_ids(meta):
         raise ValueError(f"hub_cards/{stem}.md: the front matter must give the paper's arXiv id as `arxiv`")
     return meta, body.lstrip("\n")
+
+
+def _arxiv_ids(meta: dict) -> list[str]:
+    value = meta.get("arxiv", "")
+    ids = value if isinstance(value, (list, tuple)) else [value]
+    ids = [str(i).strip() for i in ids if i is not None]
+    return ids if ids and all(ids) else []
 
 
 def head_auto_class(model) -> str:
@@ -80,18 +88,25 @@ def head_auto_class(model) -> str:
     return sorted(names)[0]
 
 
-def render_card(model, *, tokenizer=None, repo_id: str | None = None, auto_map: dict | None = None) -> ModelCard:
-    """The model card of `model` as a `huggingface_hub.ModelCard` (`.save(path)` writes README.md)."""
+def render_card(model, *, tokenizer=None, processor=None, repo_id: str | None = None, auto_map: dict | None = None,
+                pipeline_tag: str | None = None) -> ModelCard:
+    """The model card of `model` as a `huggingface_hub.ModelCard` (`.save(path)` writes README.md).
+
+    `pipeline_tag`: the pipeline task exported with the model (paperzoo.hub.export passes its custom pipeline task);
+    default: the task of the Auto class the head is registered with."""
     import transformers
 
     config = model.config
     stem = card_stem(config)
     meta, body = load_template(stem)
     auto_class = head_auto_class(model)
-    pipeline_tag = PIPELINE_TAGS.get(auto_class)
-    arxiv = str(meta["arxiv"]).strip()
-    tags = ["paperzoo", stem, "custom_code", f"arxiv:{arxiv}", *meta.get("extra_tags", [])]
+    pipeline_tag = pipeline_tag or PIPELINE_TAGS.get(auto_class)
+    arxiv_ids = _arxiv_ids(meta)
+    tags = list(dict.fromkeys(["paperzoo", stem, "custom_code", *(f"arxiv:{i}" for i in arxiv_ids),
+                               *meta.get("extra_tags", [])]))
     data = ModelCardData(library_name=LIBRARY_NAME, license=LICENSE, pipeline_tag=pipeline_tag, tags=tags)
+    builder = CONTEXT_BUILDERS.get(stem)
+    extra = builder(model, processor) if builder is not None else {}
     try:
         from .. import __version__ as paperzoo_version
     except ImportError:  # pragma: no cover - paperzoo always defines it
@@ -107,13 +122,76 @@ def render_card(model, *, tokenizer=None, repo_id: str | None = None, auto_map: 
         num_parameters=model.num_parameters(),
         dtype=str(dtype).replace("torch.", "") if dtype is not None else "unknown",
         has_tokenizer=tokenizer is not None,
+        has_processor=processor is not None,
+        pipeline_tag=pipeline_tag,
         auto_map=auto_map or {},
-        arxiv=arxiv,
+        arxiv=arxiv_ids[0],
+        arxiv_ids=arxiv_ids,
         title=meta.get("title", ""),
         stem=stem,
         paperzoo_version=paperzoo_version,
         transformers_version=transformers.__version__,
+        **extra,
     )
 
 
-__all__ = ["LICENSE", "LIBRARY_NAME", "PIPELINE_TAGS", "card_stem", "head_auto_class", "load_template", "render_card"]
+# ----------------------------------------------------------------------------------------------------------------------
+# Architecture-specific card variables
+
+
+def markdown_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: `|` escaped (GitHub and the Hub split cells on it), no line breaks."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def rule_table(rule_set, max_rules: int | None = None) -> str:
+    """`RuleSet.to_markdown()` with the rule texts made safe for a table cell (an OR rule is written `a | b`, which
+    would otherwise split the row), cut after `max_rules` rules."""
+    lines = rule_set.to_markdown().split("\n")
+    head, rows = lines[:2], lines[2:]
+    n_cells = len(rule_set.labels) + 3  # "| #", one per label, "support": the rule text is the last cell
+    safe = []
+    for line, rule in zip(rows, rule_set.rules):
+        cells = line.split("|", n_cells)
+        safe.append("|".join(cells[:n_cells]) + f"| {markdown_cell(rule.text)} |")
+    if max_rules is not None and len(safe) > max_rules:
+        safe = safe[:max_rules]
+    return "\n".join(head + safe)
+
+
+def _rrl_context(model, processor) -> dict:
+    """Variables of hub_cards/rrl.md: the schema, an example row and the rule table of the discrete model."""
+    schema = processor.schema() if processor is not None else None
+    rules = model.extract_rules(schema)
+    max_rules = 200
+    example = {}
+    columns = {"discrete": [], "continuous": []}
+    if processor is not None:
+        for name in processor.columns:
+            if name in processor.discrete_columns:
+                cats = processor.categories[name]
+                columns["discrete"].append((name, cats))
+                example[name] = cats[0] if cats else ""
+            else:
+                j = processor.continuous_columns.index(name)
+                mean, std = processor.means[j], processor.stds[j]
+                columns["continuous"].append((name, mean, std))
+                example[name] = float(f"{mean:.4g}")
+    return {
+        "labels": list(rules.labels),
+        "rule_table": rule_table(rules, max_rules),
+        "num_rules": len(rules.rules),
+        "max_rules": max_rules,
+        "num_edges": model.edge_count() if hasattr(model, "edge_count") else None,
+        "columns": columns,
+        "example_row": repr(example),
+        "bias": dict(rules.bias),
+    }
+
+
+# stem -> function(model, processor) -> extra template variables
+CONTEXT_BUILDERS = {"rrl": _rrl_context}
+
+
+__all__ = ["CONTEXT_BUILDERS", "LICENSE", "LIBRARY_NAME", "PIPELINE_TAGS", "card_stem", "head_auto_class",
+           "load_template", "markdown_cell", "render_card", "rule_table"]

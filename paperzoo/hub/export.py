@@ -5,6 +5,19 @@ architecture is registered with in `paperzoo/__init__.py`, `generation_config.js
 tokenizer / processor files when given, the model card `README.md` (paperzoo.hub.cards) and the remote code: flat
 copies of every package module that the registered classes reach through their imports.
 
+Processors: a package processor saved into the folder gets the `auto_map` entry of its Auto class written into its own
+JSON (`preprocessor_config.json` for AutoFeatureExtractor), which transformers reads before config.json; its
+`feature_extractor_type` names a class transformers does not know where the package is not installed.
+
+Pipelines: a task registered with transformers' PIPELINE_REGISTRY (by `paperzoo.pipelines`) whose pipeline class lists
+the model's `model_type` in its `model_types` attribute is exported too: its module is bundled like the model's and
+config.json gets `custom_pipelines` = {task: {"impl": "<flat module>.<Class>", "pt": [Auto class names]}}, so that
+`pipeline(model=folder, trust_remote_code=True)` infers the task without the package. The `pt` classes must be Auto
+classes exported by transformers under which the model is registered; a pipeline that requires a feature extractor
+needs `processor=`. transformers gives a folder's `custom_pipelines` precedence over a registered task of the same
+name: with the package imported, `pipeline(task, model=folder)` on an exported folder still asks for
+`trust_remote_code=True` (and then runs the folder's pipeline class with the package's model and processor classes).
+
 Atomicity: the folder is built in a hidden temporary sibling (`.<name>.tmp-*`) and renamed into place only once it is
 complete and validated. An existing folder is moved aside first and deleted after the rename; on any error the old
 folder is left as it was and the temporary one is removed.
@@ -491,6 +504,66 @@ def _auto_map(config_class: type, top: str, extra_objects: Iterable[object]) -> 
     return auto_map, list(dict.fromkeys(roots))
 
 
+def custom_pipelines(model, top: str, auto_map: dict, processor=None) -> dict[str, tuple[type, dict]]:
+    """The pipeline tasks exported with `model`: every task registered with transformers' PIPELINE_REGISTRY whose
+    pipeline class is defined in `top` and lists the model's `model_type` in its `model_types` attribute, as
+    {task: (pipeline class, config.json `custom_pipelines` entry {"impl": "<flat module>.<Class>", "pt": [Auto class
+    names]})}. With exactly one task, `pipeline(model=folder, trust_remote_code=True)` infers it where `top` is not
+    installed."""
+    import transformers
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    model_type = getattr(model.config, "model_type", None)
+    found: dict[str, tuple[type, dict]] = {}
+    for task, info in sorted(PIPELINE_REGISTRY.supported_tasks.items()):
+        impl = info.get("impl")
+        if not (isinstance(impl, type) and impl.__module__.startswith(top + ".")
+                and model_type in getattr(impl, "model_types", ())):
+            continue
+        pt = [c.__name__ for c in info.get("pt", ())]
+        # clean_custom_task does getattr(transformers, name): a custom class name there breaks loading
+        foreign = [n for n in pt if getattr(transformers, n, None) is None or not n.startswith("Auto")]
+        if not pt or foreign:
+            raise ExportError(f"pipeline task {task!r} must name transformers Auto classes as pt_model; got {pt}")
+        unregistered = [n for n in pt if n not in auto_map]
+        if unregistered:
+            raise ExportError(f"pipeline task {task!r} loads the model with {unregistered}, which "
+                              f"{type(model.config).__name__} is not registered with")
+        if getattr(impl, "_load_feature_extractor", None) is True and processor is None:
+            raise ExportError(f"pipeline task {task!r} needs the model's feature extractor: export(model, folder, "
+                              "processor=...)")
+        entry = {"impl": _class_ref(impl, top), "pt": pt}
+        if "type" in info:
+            entry["type"] = info["type"]
+        found[task] = (impl, entry)
+    return found
+
+
+# Auto classes of preprocessing objects -> the file their save_pretrained writes (which must carry the auto_map)
+_PROCESSOR_FILES = {
+    "AutoFeatureExtractor": "preprocessor_config.json",
+    "AutoImageProcessor": "preprocessor_config.json",
+    "AutoVideoProcessor": "video_preprocessor_config.json",
+    "AutoProcessor": "processor_config.json",
+}
+
+
+def _add_processor_auto_map(folder: Path, obj, top: str, auto_map: dict) -> None:
+    """Put the Auto class entries of a saved package processor into its own JSON (as `register_for_auto_class` would,
+    without copying its source under the wrong name): AutoFeatureExtractor & co. read the `auto_map` there first, and
+    a `feature_extractor_type` that names a class unknown to transformers fails without it."""
+    if not type(obj).__module__.startswith(top + "."):
+        return
+    ref = _class_ref(type(obj), top)
+    for auto_name, file_name in _PROCESSOR_FILES.items():
+        path = folder / file_name
+        if auto_map.get(auto_name) != ref or not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.setdefault("auto_map", {})[auto_name] = ref
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def _build(model, folder: Path, tokenizer, processor, repo_id: str) -> None:
     from . import cards
 
@@ -502,11 +575,15 @@ def _build(model, folder: Path, tokenizer, processor, repo_id: str) -> None:
     auto_map, roots = _auto_map(config_class, top, [o for o in (tokenizer, processor) if o is not None])
     if not any(v == _class_ref(model_class, top) for v in auto_map.values()):
         raise ExportError(f"{model_class.__name__} is not registered with any Auto class for {config_class.__name__}")
+    pipelines = custom_pipelines(model, top, auto_map, processor)
+    roots = list(dict.fromkeys(roots + [impl.__module__ for impl, _ in pipelines.values()]))
 
     model.save_pretrained(folder)  # config.json, generation_config.json, model.safetensors
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["auto_map"] = auto_map
+    if pipelines:
+        config["custom_pipelines"] = {task: entry for task, (_, entry) in pipelines.items()}
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     pickles = [p.name for p in folder.iterdir() if p.suffix in _WEIGHT_PICKLES]
     safetensors = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
@@ -519,12 +596,14 @@ def _build(model, folder: Path, tokenizer, processor, repo_id: str) -> None:
         tokenizer.save_pretrained(folder)
     if processor is not None:
         processor.save_pretrained(folder)
-    card = cards.render_card(model, tokenizer=tokenizer if tokenizer is not None else processor, repo_id=repo_id,
-                             auto_map=auto_map)
+        _add_processor_auto_map(folder, processor, top, auto_map)
+    card = cards.render_card(model, tokenizer=tokenizer, processor=processor, repo_id=repo_id, auto_map=auto_map,
+                             pipeline_tag=next(iter(pipelines), None))
     card.save(folder / "README.md")
 
-    entries = sorted({str(v).partition(".")[0] for v in auto_map.values() if isinstance(v, str)})
-    validate_remote_code(folder, entries)
+    entries = {str(v).partition(".")[0] for v in auto_map.values() if isinstance(v, str)}
+    entries |= {entry["impl"].rpartition(".")[0] for _, entry in pipelines.values()}
+    validate_remote_code(folder, sorted(entries))
 
 
 def export(model, folder: str | os.PathLike, tokenizer=None, processor=None, *, repo_id: str | None = None) -> Path:
@@ -580,5 +659,5 @@ def _make_sibling(folder: Path, kind: str) -> Path:
     raise FileExistsError(f"could not create a temporary folder beside {folder}")
 
 
-__all__ = ["ALLOWED_PACKAGES", "ExportError", "build_remote_code", "export", "flat_name", "registered_auto_classes",
-           "validate_remote_code"]
+__all__ = ["ALLOWED_PACKAGES", "ExportError", "build_remote_code", "custom_pipelines", "export", "flat_name",
+           "registered_auto_classes", "validate_remote_code"]
