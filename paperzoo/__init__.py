@@ -18,6 +18,7 @@ from .configuration.rrl import RRLConfig
 from .estimators.rrl import RRLClassifier
 from .modeling.retnet import RetNetForCausalLM, RetNetForSequenceClassification, RetNetModel
 from .modeling.rrl import RRLForTabularClassification
+from .pipelines import TabularClassificationPipeline  # registers the "tabular-classification" pipeline task
 from .processors.rrl import RRLProcessor
 
 __version__ = "0.1.0"

@@ -102,6 +102,7 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = len(processor.columns)
         self.feature_names_in_ = np.array(processor.columns, dtype=object)
         self._rules = None
+        self._measure_support(features)
         return self
 
     def _train(self, model, features, targets, generator):
@@ -149,7 +150,7 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
 
     @property
     def rule_set_(self):
-        """The `RuleSet` of the fitted model, with support measured on the training rows seen by `fit`."""
+        """The `RuleSet` of the fitted model; each rule's support is measured on the training rows by `fit`."""
         check_is_fitted(self, "model_")
         if self._rules is None:
             self._rules = self.model_.extract_rules(self.processor_.schema())
@@ -161,8 +162,12 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         return [{"rule": r.text, "weights": dict(r.weights), "support": r.support} for r in self.rule_set_.rules]
 
     def measure_support(self, X) -> None:
-        """Fraction of the rows of X on which each rule fires (call with the training data)."""
-        fired = self.rule_set_.fired(self.model_, self._features(X))
+        """Set each rule's support to the fraction of the rows of X on which it fires (`fit` measures it on the
+        training rows)."""
+        self._measure_support(self._features(X))
+
+    def _measure_support(self, features: torch.Tensor) -> None:
+        fired = self.rule_set_.fired(self.model_, features.to(self.device))
         counts = np.zeros(len(self.rule_set_.rules))
         for row in fired:
             counts[row] += 1

@@ -139,24 +139,9 @@ def render_card(model, *, tokenizer=None, processor=None, repo_id: str | None = 
 # Architecture-specific card variables
 
 
-def markdown_cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: `|` escaped (GitHub and the Hub split cells on it), no line breaks."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
 def rule_table(rule_set, max_rules: int | None = None) -> str:
-    """`RuleSet.to_markdown()` with the rule texts made safe for a table cell (an OR rule is written `a | b`, which
-    would otherwise split the row), cut after `max_rules` rules."""
-    lines = rule_set.to_markdown().split("\n")
-    head, rows = lines[:2], lines[2:]
-    n_cells = len(rule_set.labels) + 3  # "| #", one per label, "support": the rule text is the last cell
-    safe = []
-    for line, rule in zip(rows, rule_set.rules):
-        cells = line.split("|", n_cells)
-        safe.append("|".join(cells[:n_cells]) + f"| {markdown_cell(rule.text)} |")
-    if max_rules is not None and len(safe) > max_rules:
-        safe = safe[:max_rules]
-    return "\n".join(head + safe)
+    """The model card's rule table: `RuleSet.to_markdown`, cut after `max_rules` rules."""
+    return rule_set.to_markdown(max_rules)
 
 
 def _rrl_context(model, processor) -> dict:
@@ -194,4 +179,4 @@ CONTEXT_BUILDERS = {"rrl": _rrl_context}
 
 
 __all__ = ["CONTEXT_BUILDERS", "LICENSE", "LIBRARY_NAME", "PIPELINE_TAGS", "card_stem", "head_auto_class",
-           "load_template", "markdown_cell", "render_card", "rule_table"]
+           "load_template", "render_card", "rule_table"]

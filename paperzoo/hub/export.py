@@ -583,7 +583,10 @@ def _build(model, folder: Path, tokenizer, processor, repo_id: str) -> None:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["auto_map"] = auto_map
     if pipelines:
-        config["custom_pipelines"] = {task: entry for task, (_, entry) in pipelines.items()}
+        # Under its own name, transformers would load the bundled pipeline instead of the registered one, and ask
+        # for trust_remote_code, even where paperzoo is imported; prefixed, `pipeline(task, model=folder)` uses
+        # paperzoo's, and `pipeline(model=folder, trust_remote_code=True)` still finds the bundled one elsewhere.
+        config["custom_pipelines"] = {f"{top}-{task}": entry for task, (_, entry) in pipelines.items()}
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     pickles = [p.name for p in folder.iterdir() if p.suffix in _WEIGHT_PICKLES]
     safetensors = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()

@@ -172,7 +172,7 @@ class RRLForTabularClassification(RRLPreTrainedModel):
         """The discrete model up to the linear layer: its input and every layer's {0,1} output."""
         self._check_input(input_features)
         with torch.no_grad():
-            return self._run(input_features, lambda layer, h: layer.binarized(h))
+            return self._run(input_features.to(self.classifier.weight.dtype), lambda layer, h: layer.binarized(h))
 
     @can_return_tuple
     def forward(

@@ -105,13 +105,15 @@ class RuleSet:
     def logits(self, fired: list[int]) -> dict:
         return {c: self.bias[c] + sum(self.rules[r].weights[c] for r in fired) for c in self.labels}
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, max_rules: int | None = None) -> str:
+        """The rule table, sorted by the largest |weight|; `|` in rule text is escaped (OR rules contain it)."""
         head = "| # | " + " | ".join(f"{c} (b={self.bias[c]:+.4f})" for c in self.labels) + " | support | rule |"
         lines = [head, "|" + "---|" * (len(self.labels) + 3)]
-        for i, r in enumerate(self.rules):
+        for i, r in enumerate(self.rules[:max_rules]):
             support = "" if r.support is None else f"{r.support:.4f}"
             weights = " | ".join(f"{r.weights[c]:+.4f}" for c in self.labels)
-            lines.append(f"| {i} | {weights} | {support} | {r.text} |")
+            text = r.text.replace("\\", "\\\\").replace("|", "\\|")
+            lines.append(f"| {i} | {weights} | {support} | {text} |")
         return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ from transformers import BatchFeature, FeatureExtractionMixin
 
 
 def _is_missing(value) -> bool:
-    if value is None:
+    if value is None or type(value).__name__ == "NAType":  # pandas.NA, recognised without importing pandas
         return True
     try:
         return bool(isinstance(value, float) and math.isnan(value)) or bool(np.isnan(value))
@@ -33,11 +33,11 @@ def _table(X, columns: list[str] | None = None) -> tuple[list[str], list[list]]:
     if isinstance(X, dict):
         X = [X]
     if isinstance(X, list) and X and isinstance(X[0], dict):
-        names = [str(k) for k in X[0]]
+        keys = list(X[0])
         for i, row in enumerate(X):
-            if [str(k) for k in row] != names:
-                raise ValueError(f"row {i} has columns {list(row)}, but row 0 has {names}")
-        return names, [[row[k] for row in X] for k in X[0]]
+            if set(row) != set(keys):
+                raise ValueError(f"row {i} has columns {sorted(map(str, row))}, but row 0 has {sorted(map(str, keys))}")
+        return [str(k) for k in keys], [[row[k] for row in X] for k in keys]
     array = np.asarray(X, dtype=object)
     if array.ndim == 1 and array.size:
         array = array[None]

@@ -123,7 +123,7 @@ def test_folder_contents(exported, name):
         "AutoFeatureExtractor": "processors_rrl.RRLProcessor",
     }
     assert config["custom_pipelines"] == {
-        TASK: {"impl": "pipelines_tabular_classification.TabularClassificationPipeline", "pt": ["AutoModel"]}}
+        f"paperzoo-{TASK}": {"impl": "pipelines_tabular_classification.TabularClassificationPipeline", "pt": ["AutoModel"]}}
     assert config["id2label"] == {str(i): str(c) for i, c in enumerate(clf.classes_)}
 
     processor = json.loads((folder / "preprocessor_config.json").read_text())
@@ -166,7 +166,7 @@ def test_fresh_process_pipeline_matches_in_process(exported, child, name):
     clf, rows, _, pipe = exported[name]
     assert child["paperzoo_modules"] == []
     got = child["folders"][name]
-    assert got["task"] == TASK
+    assert got["task"] == f"paperzoo-{TASK}"  # the bundled task's name (see export: prefixed on purpose)
     assert all(c.startswith("transformers_modules.") for c in got["classes"].values()), got["classes"]
     assert {k: c.rsplit(".", 1)[1] for k, c in got["classes"].items()} == {
         "pipeline": "TabularClassificationPipeline", "model": "RRLForTabularClassification",

@@ -24,11 +24,10 @@ TASK = "tabular-classification"
 
 @pytest.fixture(scope="module", params=["tic-tac-toe", "wine"])
 def trained(request, tmp_path_factory):
-    """(classifier, X, pipeline loaded by task name from a saved folder)."""
+    """(classifier, X, pipeline loaded by task name from the estimator's Hub folder, without trust_remote_code)."""
     clf, X, _ = train(request.param)
-    folder = tmp_path_factory.mktemp(request.param)
-    clf.model_.save_pretrained(folder)
-    clf.processor_.save_pretrained(folder)
+    folder = tmp_path_factory.mktemp(request.param) / "hub"
+    clf.save_pretrained(folder)
     pipe = pipeline(TASK, model=str(folder), device="cpu")
     return clf, X, pipe, folder
 

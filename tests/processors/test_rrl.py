@@ -77,3 +77,15 @@ def test_json_round_trip_and_auto_feature_extractor(tmp_path):
     assert isinstance(loaded, RRLProcessor)
     np.testing.assert_array_equal(loaded(table())["input_features"], processor(table())["input_features"])
     assert loaded.schema() == processor.schema()
+
+
+def test_pandas_na_and_row_key_order():
+    frame = pd.DataFrame({"age": pd.array([30, None, 50], dtype="Int64"), "color": ["red", pd.NA, "blue"]})
+    processor = RRLProcessor().fit(frame)
+    x = processor(frame)["input_features"]
+    assert processor.continuous_columns == ["age"] and x[1, -1] == 0.0  # <NA> is missing: mean, z = 0
+    np.testing.assert_array_equal(x[1, :2], [0, 0])
+    rows = [{"age": 30, "color": "red"}, {"color": "blue", "age": 50}]  # same keys, any order
+    np.testing.assert_array_equal(processor(rows)["input_features"], x[[0, 2]])
+    with pytest.raises(ValueError, match="row 1 has columns"):
+        processor([{"age": 30, "color": "red"}, {"age": 50}])
