@@ -37,8 +37,7 @@ def _columns() -> list[str]:
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    if not (DATA / "tic-tac-toe.data").is_file():
-        pytest.skip(f"the shared data folder {DATA} is not there")
+    assert (DATA / "tic-tac-toe.data").is_file(), f"the shared data folder {DATA} is not there"
     frame = pd.read_csv(DATA / "tic-tac-toe.data", header=None, names=_columns(), dtype=str)
     assert frame.shape == (958, 10) and list(frame.columns)[-1] == "class"
     return frame
