@@ -6,9 +6,7 @@ Every kernel output buffer is allocated NaN-filled during these tests (`poison`)
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 
 import pytest
 import torch
@@ -23,24 +21,10 @@ from paperzoo.kernels.logical.reference import (
     logical_product_materialized,
 )
 
-try:
-    lt = importlib.import_module("paperzoo.kernels.logical.triton")
-except ImportError:  # triton not installed
-    lt = None
+from .triton_support import DEVICE, needs_triton as _needs_triton, triton_module
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-HAS_CUDA = torch.cuda.is_available()
-if INTERPRET:
-    DEVICE = "cpu"
-elif HAS_CUDA:
-    DEVICE = "cuda"
-else:
-    DEVICE = None
-
-needs_triton = pytest.mark.skipif(
-    lt is None or DEVICE is None,
-    reason="Triton kernels need triton and either TRITON_INTERPRET=1 (CPU interpreter, set by `make test`) or CUDA",
-)
+lt = triton_module("paperzoo.kernels.logical.triton")
+needs_triton = _needs_triton(lt)
 
 # The interpreter evaluates both sides of tl.where with numpy: log2(0) and 0·inf there are expected and masked out.
 pytestmark = pytest.mark.filterwarnings(

@@ -6,9 +6,7 @@ Every kernel output buffer is allocated NaN-filled during these tests (`poison`)
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 import types
 
 import pytest
@@ -20,24 +18,10 @@ from paperzoo.kernels import retention as retention_pkg
 from paperzoo.kernels.retention import retention
 from paperzoo.kernels.retention.reference import retention_chunkwise, retention_parallel, retention_recurrent
 
-try:
-    rt = importlib.import_module("paperzoo.kernels.retention.triton")
-except ImportError:  # triton not installed
-    rt = None
+from .triton_support import DEVICE, needs_triton as _needs_triton, triton_module
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-HAS_CUDA = torch.cuda.is_available()
-if INTERPRET:
-    DEVICE = "cpu"
-elif HAS_CUDA:
-    DEVICE = "cuda"
-else:
-    DEVICE = None
-
-needs_triton = pytest.mark.skipif(
-    rt is None or DEVICE is None,
-    reason="Triton kernels need triton and either TRITON_INTERPRET=1 (CPU interpreter, set by `make test`) or CUDA",
-)
+rt = triton_module("paperzoo.kernels.retention.triton")
+needs_triton = _needs_triton(rt)
 
 # log γ per head: e^-3 (γ^-C overflows fp32: checks the masking of padded rows), 1 - 2^-20 (rounds to 1 in bf16:
 # checks the fp32 decay math), 1 - 2^-5 (RetNet's first head)
