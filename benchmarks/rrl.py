@@ -1,8 +1,8 @@
 """RRL (paperzoo `RRLClassifier`) vs scikit-learn / gradient-boosting baselines on offline tabular data, on CPU; and
 training speed per epoch of paperzoo's RRL layers vs the official code's layers.
 
-    .venv/bin/python benchmarks/rrl.py                       # full run (7 data sets, 5 folds; ~30-40 min on 2 cores)
-    .venv/bin/python benchmarks/rrl.py --quick               # smoke run (tic-tac-toe and wine, few epochs; ~2 min)
+    .venv/bin/python benchmarks/rrl.py                       # full run (7 data sets, 5 folds; ~8 min on 2 idle cores)
+    .venv/bin/python benchmarks/rrl.py --quick               # smoke run (tic-tac-toe and wine, 20 epochs; ~30 s)
     .venv/bin/python benchmarks/rrl.py --datasets wine,credit --epochs 50
 
 Prints markdown tables, the machine, the command and the date.
