@@ -17,8 +17,9 @@ class RRLConfig(PreTrainedConfig):
         num_thresholds (`int`): candidate bounds per continuous feature (official `-s n@...`); each gives a `x > c`
             and a `x <= c` literal.
         layer_widths (`list[int]`): `w` of each logical layer (official `-s n@w1@w2...`).
-        use_not (`bool`): add negated inputs (official `--use_not`): ¬x for discrete columns at the binarization
-            layer, ¬(node) for logical layers after the first.
+        use_not (`bool`): add ¬x for the one-hot discrete columns at the binarization layer (official
+            `--use_not`). Logical layers after the first always see their inputs and their negations, as in the
+            official code.
         use_skip (`bool`): from the third layer after binarization on (the output layer included), also feed the
             output of the layer two steps back (official `--skip`).
         activation (`str`): "nlaf" (TPAMI novel logical activation, with `alpha`, `beta`, `gamma`) or "laf"

@@ -135,8 +135,9 @@ class RRLForTabularClassification(RRLPreTrainedModel):
         dims = [self.binarization.output_dim]  # output width of binarization, then of each logical layer
         self.layers = nn.ModuleList()
         for i, width in enumerate(config.layer_widths):
-            # NOT is added by the binarization layer for the first logical layer, by the layer itself after it
-            layer = RRLLogicalLayer(config, dims[-1] + self._skip_dim(dims, i + 1), width, config.use_not and i > 0)
+            # the first logical layer gets its NOT literals from the binarization layer (with use_not); every later
+            # layer negates its own inputs, whatever use_not says, as the official Net does (`i != 2`)
+            layer = RRLLogicalLayer(config, dims[-1] + self._skip_dim(dims, i + 1), width, i > 0)
             self.layers.append(layer)
             dims.append(layer.output_dim)
         self.classifier = nn.Linear(dims[-1] + self._skip_dim(dims, len(dims)), config.num_labels)
