@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -46,6 +44,8 @@ import transformers  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from paperzoo import RetNetConfig, RetNetForCausalLM  # noqa: E402
+
+from _machine import machine_description, read_loadavg  # noqa: E402  (benchmarks/ is on sys.path)
 
 VOCAB, HIDDEN, LAYERS, INTERMEDIATE = 32000, 512, 8, 1376
 LLAMA_HEADS, RETNET_HEADS, RETNET_VALUE = 8, 4, 512
@@ -83,16 +83,6 @@ def n_params(model, embeddings: bool = True) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class CpuShare:
@@ -428,49 +418,6 @@ def print_prefill(results: list[dict], chunk_sizes: list[int]) -> None:
 # --------------------------------------------------------------------------------------------------- main
 
 
-def read_loadavg() -> str:
-    try:
-        return open("/proc/loadavg").read().strip()
-    except OSError:
-        return "n/a"
-
-
-def paperzoo_revision() -> str:
-    """HEAD commit of the checkout, and whether the code this benchmark imports differs from it."""
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
-                                "paperzoo"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    return f"{head or 'unknown'}{' with uncommitted edits to tracked files under paperzoo/' if dirty else ''}"
-
-
-def machine_description(args, command: str) -> str:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    mem = "n/a"
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
-    return "\n".join([
-        f"- command: `{command}`",
-        f"- paperzoo: commit {paperzoo_revision()}",
-        f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"- CPU: {cpu_model()}, {cores} cores available ({os.cpu_count()} online), {mem} RAM",
-        f"- torch {torch.__version__} ({args.threads} threads), transformers {transformers.__version__}, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- load average at start: {read_loadavg()}",
-    ])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="contexts and prefill lengths up to 2048 (~2 min)")
@@ -499,7 +446,8 @@ def main() -> None:
     retry = Retry(args.retries, budget_s=75 if args.quick else 720)  # no waits or retries after this
 
     print("## RetNet vs Llama (CPU, fp32)\n")
-    print(machine_description(args, command) + "\n")
+    software = f"torch {torch.__version__} ({args.threads} threads), transformers {transformers.__version__}"
+    print(machine_description(command, software) + "\n")
     llama_probe, retnet_probe = build("llama"), build("retnet")
     lp = n_params(llama_probe), n_params(llama_probe, embeddings=False)
     rp = n_params(retnet_probe), n_params(retnet_probe, embeddings=False)

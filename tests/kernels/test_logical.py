@@ -21,7 +21,7 @@ from paperzoo.kernels.logical.reference import (
     logical_product_materialized,
 )
 
-from .triton_support import DEVICE, needs_triton as _needs_triton, triton_module
+from .triton_support import DEVICE, needs_triton as _needs_triton, poison_outputs, triton_module
 
 lt = triton_module("paperzoo.kernels.logical.triton")
 needs_triton = _needs_triton(lt)
@@ -84,15 +84,7 @@ def assert_close(got, ref, tol, name=""):
 
 @pytest.fixture
 def poison(monkeypatch):
-    """Allocate every kernel output NaN-filled; the list records the allocated shapes (must not stay empty)."""
-    calls = []
-
-    def nan_empty(shape, dtype, device):
-        calls.append(tuple(shape))
-        return torch.full(shape, float("nan"), dtype=dtype, device=device)
-
-    monkeypatch.setattr(lt, "_empty", nan_empty)
-    return calls
+    return poison_outputs(monkeypatch, lt)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

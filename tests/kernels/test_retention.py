@@ -18,7 +18,7 @@ from paperzoo.kernels import retention as retention_pkg
 from paperzoo.kernels.retention import retention
 from paperzoo.kernels.retention.reference import retention_chunkwise, retention_parallel, retention_recurrent
 
-from .triton_support import DEVICE, needs_triton as _needs_triton, triton_module
+from .triton_support import DEVICE, needs_triton as _needs_triton, poison_outputs, triton_module
 
 rt = triton_module("paperzoo.kernels.retention.triton")
 needs_triton = _needs_triton(rt)
@@ -74,15 +74,7 @@ def forward_backward(fn, x, with_state=True, final=True, dtype=None):
 
 @pytest.fixture
 def poison(monkeypatch):
-    """Allocate every kernel output NaN-filled; the list records the allocations (must not stay empty)."""
-    calls = []
-
-    def nan_empty(shape, dtype, device):
-        calls.append(tuple(shape))
-        return torch.full(shape, float("nan"), dtype=dtype, device=device)
-
-    monkeypatch.setattr(rt, "_empty", nan_empty)
-    return calls
+    return poison_outputs(monkeypatch, rt)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

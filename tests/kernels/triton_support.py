@@ -25,3 +25,16 @@ def needs_triton(module):
         module is None or DEVICE is None,
         reason="Triton kernels need triton and either TRITON_INTERPRET=1 (CPU interpreter) or CUDA",
     )
+
+
+def poison_outputs(monkeypatch, module) -> list:
+    """Make every output the op's Triton module allocates (through its `_empty`) NaN-filled, so a tile the kernel
+    never writes shows up; returns the list of allocated shapes (a test asserts it is not empty)."""
+    calls = []
+
+    def nan_empty(shape, dtype, device):
+        calls.append(tuple(shape))
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+    monkeypatch.setattr(module, "_empty", nan_empty)
+    return calls
