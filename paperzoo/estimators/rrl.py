@@ -21,8 +21,9 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
     Parameters follow the official command line: `num_thresholds` and `layer_widths` are `-s n@w1@w2`,
     `learning_rate` `-lr`, `lr_decay_rate`/`lr_decay_epochs` `-lrdr`/`-lrde`, `weight_decay` `-wd`, `batch_size`
     `-bs`, `max_epochs` `-e`; `activation="nlaf"` is `--nlaf` (with `alpha`, `beta`, `gamma`), `use_not`, `use_skip`,
-    `temperature` likewise. `thresholds="quantile"` starts the candidate bounds at training quantiles of each feature
-    (a documented improvement); "random" draws them from N(0, 1) in standardised units as the official code does.
+    `temperature` likewise. `thresholds="quantile"` starts the candidate bounds at training quantiles of each feature,
+    and gives the slots that ties would fill with a repeated bound to the feature's class-boundary cuts (a documented
+    improvement); "random" draws them from N(0, 1) in standardised units as the official code does.
     `discrete` lists the columns to one-hot encode (None: every non-numeric column).
     """
 
@@ -95,7 +96,8 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
             torch.manual_seed(seed)
             model = RRLForTabularClassification(config)
         if self.thresholds == "quantile" and processor.num_continuous_features:
-            model.binarization.thresholds.copy_(_quantile_thresholds(features, processor, self.num_thresholds))
+            bounds = _quantile_thresholds(features, targets, processor, self.num_thresholds)
+            model.binarization.thresholds.copy_(bounds)
         model.to(self.device)
         self._train(model, features, targets, torch.Generator().manual_seed(seed))
         self.model_, self.processor_ = model.eval(), processor
@@ -108,23 +110,25 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
     def _train(self, model, features, targets, generator):
         from transformers.utils import logging as hf_logging
 
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate)
+        # the fused Adam runs one kernel for all parameters: at batch 32 the optimizer step is a third of a step
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate, fused=_fused_adam_supported(model))
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, self.lr_decay_epochs, self.lr_decay_rate)
+        features, targets = features.to(self.device), targets.to(self.device)  # once, not per batch
         n = len(features)
         epochs = hf_logging.tqdm(range(self.max_epochs), desc="RRL epochs", disable=not self.verbose)
         model.train()
         for _ in epochs:
-            total = 0.0
-            for batch in torch.randperm(n, generator=generator).split(self.batch_size):
-                x, t = features[batch].to(self.device), targets[batch].to(self.device)
-                loss = model(x, labels=t).loss
+            total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+            for batch in torch.randperm(n, generator=generator).to(self.device).split(self.batch_size):
+                loss = model(features[batch], labels=targets[batch]).loss
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 model.clip_weights()  # W ∈ [0, 1] after every step, as the official `clip`
-                total += loss.item() * len(batch)
+                total += loss.detach() * len(batch)
             schedule.step()
-            epochs.set_postfix(loss=f"{total / n:.4f}")
+            if self.verbose:
+                epochs.set_postfix(loss=f"{total.item() / n:.4f}")
         model.eval()
 
     # ---------------------------------------------------------------------------------------------- predict
@@ -199,11 +203,43 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         export(self.model_, folder, processor=self.processor_)
 
 
-def _quantile_thresholds(features: torch.Tensor, processor: RRLProcessor, n: int) -> torch.Tensor:
-    """[n, d_cont] bounds at the training quantiles (k + 1)/(n + 1) of each standardised continuous feature."""
-    continuous = features[:, processor.num_discrete_features :].double()
+def _fused_adam_supported(model: torch.nn.Module) -> bool:
+    """torch's fused Adam takes floating parameters on CPU and CUDA (and a few other devices); else the default."""
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in model.parameters())
+
+
+def _quantile_thresholds(features: torch.Tensor, targets: torch.Tensor, processor: RRLProcessor, n: int) -> torch.Tensor:
+    """[n, d_cont] candidate bounds per standardised continuous feature: the distinct training quantiles at levels
+    k/(n + 1), k = 1..n. Where ties make levels share a value (a column that is mostly 0, say) or put one at the
+    maximum, the spare slots take the feature's own class-boundary cuts: the splits a best-first decision tree on that
+    column alone finds, so a bound that isolates a rare class in a tail is a candidate literal instead of a second
+    copy of the mode. Bounds that split the training rows alike count as one."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    continuous = features[:, processor.num_discrete_features :].double()  # [N, d_cont]
     levels = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
-    return torch.quantile(continuous, levels, dim=0).float()
+    quantiles = torch.quantile(continuous, levels, dim=0)  # [n, d_cont]
+    min_leaf = max(1, len(continuous) // 1000)  # a cut must hold 0.1% of the rows on each side
+    columns = []
+    for j, column in enumerate(continuous.t().numpy()):
+        ordered = np.sort(column)
+
+        def split(b: float) -> int:  # rows with x ≤ b: which literal the bound makes on the training rows
+            return int(np.searchsorted(ordered, b, side="right"))
+
+        # a quantile at the column's maximum makes x > b false on every training row: its slot is spare too
+        bounds = sorted({q for q in quantiles[:, j].tolist() if split(q) < len(column)}) or [quantiles[0, j].item()]
+        if len(bounds) < n:
+            tree = DecisionTreeClassifier(max_leaf_nodes=n + 1, min_samples_leaf=min_leaf, random_state=0)
+            tree.fit(column[:, None], targets.numpy())
+            taken = {split(b) for b in bounds}
+            for cut in tree.tree_.threshold[tree.tree_.feature >= 0].tolist():  # internal nodes, the root's first
+                if len(bounds) < n and split(cut) not in taken:  # a cut splitting the rows as a bound does is a copy
+                    bounds.append(cut)
+                    taken.add(split(cut))
+        bounds += bounds[-1:] * (n - len(bounds))  # a column with fewer than n distinct splits repeats its last
+        columns.append(sorted(bounds))
+    return torch.tensor(columns, dtype=torch.float64).t().float()
 
 
 __all__ = ["RRLClassifier"]

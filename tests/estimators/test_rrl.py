@@ -73,3 +73,32 @@ def test_bad_input_is_a_clear_error():
         fitted.predict(X.drop(columns=["square3"]))
     with pytest.raises(ValueError, match="empty input"):
         fitted.predict(X.iloc[:0])
+
+
+def test_tied_columns_get_class_boundary_bounds_not_repeated_quantiles():
+    """On a column that is mostly 0 (sklearn's digits pixels) most quantile levels share one value; the spare slots
+    must go to the column's own class-boundary cuts, never to a bound that splits the training rows as another does."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    from paperzoo.estimators.rrl import _quantile_thresholds
+    from paperzoo.processors.rrl import RRLProcessor
+
+    digits = load_digits(as_frame=True)
+    X, y = digits.data[["pixel_0_2", "pixel_1_1", "pixel_3_4", "pixel_7_0"]], digits.target.to_numpy()
+    processor = RRLProcessor().fit(X)
+    features = torch.tensor(processor(X)["input_features"]).double()
+    n = 10
+    bounds = _quantile_thresholds(features, torch.tensor(y), processor, n).double()  # [n, 4]
+    assert bounds.shape == (n, 4) and bool((bounds[1:] >= bounds[:-1]).all())
+    quantiles = torch.quantile(features, torch.arange(1, n + 1, dtype=torch.float64) / (n + 1), dim=0)
+    spare_used = 0
+    for j, column in enumerate(features.t()):
+        column32 = column.float()  # the model compares float32 features with float32 bounds
+        splits = {int((column32 <= b).sum()) for b in bounds[:, j].float()}  # the literals the bounds make
+        kept = {int((column32 <= q).sum()) for q in quantiles[:, j].float()} - {len(column)}
+        assert kept <= splits  # every quantile kept, but one at the maximum (x > max is never true)
+        cuts = len(torch.unique(column)) - 1  # distinct ways to split the rows by one bound on this column
+        assert len(splits - {len(column)}) == min(n, cuts), (j, sorted(splits), cuts)  # no slot spent on a copy
+        spare_used += len(splits) - len(set(quantiles[:, j].tolist()))
+    assert spare_used > 0  # the tied columns did get class-boundary cuts
