@@ -8,7 +8,8 @@ Each logical node has weights W ∈ [0, 1] (clipped after every step); the discr
 AND_j = 1[Σ_i (1 − x_i) W̄_ij = 0], OR_j = 1[Σ_i x_i W̄_ij > 0]. Training follows the discrete model through Gradient
 Grafting: the forward value is the discrete one, the gradient that of a continuous surrogate (NLAF or the
 log-product LAF), per logical layer ("hierarchical", TPAMI) or at the output ("single", NeurIPS). Evaluation always
-runs the discrete model, so the extracted rules (`extract_rules`) explain its logits exactly.
+runs the discrete model, so the extracted rules (`extract_rules`) explain its logits exactly. Hierarchical training
+runs each logical layer as one fused op (`kernels.logical.logical_grafted`: both kinds, hand-written backward).
 """
 
 from __future__ import annotations
@@ -20,21 +21,23 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import can_return_tuple
 
 from ..configuration.rrl import RRLConfig
-from ..kernels.logical import logical_binarized, logical_nlaf, logical_product
+from ..kernels.logical import GradGraft, logical_binarized, logical_grafted, logical_nlaf, logical_product
 
 KINDS = ("conjunction", "disjunction")
 
 
-class GradGraft(torch.autograd.Function):
-    """Forward: the discrete value ȳ. Backward: the whole gradient goes to the continuous surrogate ỹ."""
+class _SumOfSquares(torch.autograd.Function):
+    """Σ_t Σ t² over several tensors, one autograd node (per-tensor `pow(2).sum()` and `+` make a dozen)."""
 
     @staticmethod
-    def forward(ctx, discrete, continuous):
-        return discrete.clone()
+    def forward(ctx, *tensors):
+        ctx.save_for_backward(*tensors)
+        return torch.stack([t.pow(2).sum() for t in tensors]).sum()  # per tensor exactly the official `sum(W ** 2)`
 
     @staticmethod
     def backward(ctx, grad):
-        return None, grad
+        twice = 2.0 * grad
+        return tuple(t * twice for t in ctx.saved_tensors)
 
 
 class RRLBinarization(nn.Module):
@@ -53,7 +56,9 @@ class RRLBinarization(nn.Module):
         x_disc, x_cont = x[:, : self.num_discrete], x[:, self.num_discrete :]
         parts = [x_disc, 1 - x_disc] if self.use_not else [x_disc]
         if x_cont.shape[1]:
-            above = (x_cont[:, :, None] > self.thresholds.t()[None]).to(x.dtype).flatten(1)  # [B, d_cont·n]
+            bounds = self.thresholds.t()  # [d_cont, n]
+            above = torch.gt(x_cont[:, :, None], bounds, out=x.new_empty(len(x), *bounds.shape))  # no bool tensor
+            above = above.flatten(1)  # [B, d_cont·n]
             parts += [above, 1 - above]
         return torch.cat(parts, dim=1)
 
@@ -96,8 +101,11 @@ class RRLLogicalLayer(nn.Module):
                           for kind, w in self.weights().items()], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Hierarchical Gradient Grafting: the next layer sees discrete values, gradients flow through ỹ."""
-        return GradGraft.apply(self.binarized(x), self.continuous(x))
+        """Hierarchical Gradient Grafting: the next layer sees discrete values ȳ, gradients flow through ỹ (both
+        kinds in one fused op: the value of `binarized`, the gradient of `continuous`)."""
+        c = self.config
+        return logical_grafted(self._inputs(x), self.conjunction_weight, self.disjunction_weight, c.activation,
+                               c.alpha, c.beta, c.gamma, c.estimated_grad, backend=c.kernel_backend)
 
     def clip(self):
         with torch.no_grad():
@@ -157,7 +165,7 @@ class RRLForTabularClassification(RRLPreTrainedModel):
         return self._with_skip(outputs, len(outputs)), outputs
 
     def _with_skip(self, outputs: list[torch.Tensor], position: int) -> torch.Tensor:
-        if self.config.use_skip and position >= 3:
+        if position >= 3 and self.config.use_skip:
             return torch.cat([outputs[position - 1], outputs[position - 2]], dim=1)
         return outputs[position - 1]
 
@@ -184,28 +192,27 @@ class RRLForTabularClassification(RRLPreTrainedModel):
     ) -> SequenceClassifierOutput:
         self._check_input(input_features)
         x = input_features.to(self.classifier.weight.dtype)
-        scale = torch.exp(-self.log_temperature)
         if not self.training:  # evaluation is the discrete model (official `net.forward` at test time)
-            logits = self.classifier(self.discrete_features(x)[0]) * scale
+            logits = self.classifier(self.discrete_features(x)[0])
         elif self.config.grafting == "hierarchical":
-            logits = self.classifier(self._run(x, lambda layer, h: layer(h))[0]) * scale
+            logits = self.classifier(self._run(x, lambda layer, h: layer(h))[0])
         else:  # single grafting: ∂CE/∂(discrete logits) is injected into the continuous model's logits
             discrete = self.classifier(self._run(x, lambda layer, h: layer.binarized(h))[0])
             continuous = self.classifier(self._run(x, lambda layer, h: layer.continuous(h))[0])
-            logits = GradGraft.apply(discrete, continuous) * scale
+            logits = GradGraft.apply(discrete, continuous)
+        logits = logits / torch.exp(self.log_temperature)  # the official `net(x) / exp(t)`
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels.to(logits.device).long())
-            if self.config.weight_decay:
-                loss = loss + self.config.weight_decay * self.l2_penalty()
+            loss = nn.functional.cross_entropy(logits, labels.to(device=logits.device, dtype=torch.long))
+            weight_decay = self.config.weight_decay
+            if weight_decay:
+                loss = loss + weight_decay * self.l2_penalty()
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def l2_penalty(self) -> torch.Tensor:
         """Σ‖W‖² over the logical weights and the linear weight (bias excluded), as the official `l2_penalty`."""
-        total = self.classifier.weight.pow(2).sum()
-        for layer in self.layers:
-            total = total + sum(w.pow(2).sum() for w in layer.weights().values())
-        return total
+        logical = (w for layer in self.layers for w in layer.weights().values())
+        return _SumOfSquares.apply(self.classifier.weight, *logical)
 
     def clip_weights(self):
         """Clamp logical weights to [0, 1]; call after every optimizer step (the official `clip`)."""

@@ -112,6 +112,41 @@ def test_hierarchical_grafting_gradient_is_the_surrogates_at_discrete_inputs():
         assert p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("activation", ["nlaf", "laf"])
+@pytest.mark.parametrize("use_skip", [False, True])
+def test_training_step_matches_the_per_kind_grafted_layers(activation, use_skip):
+    """One Adam step of the model (each logical layer: one fused grafted op) against the same step written with each
+    layer's own `binarized` (the value) and `continuous` (the gradient) per kind, CE(logits / T) + λ Σ W² by hand."""
+    model = make_model(activation=activation, use_skip=use_skip, layer_widths=[6, 5], weight_decay=1e-2).train()
+    ref = copy.deepcopy(model)
+    x, labels = rows(16, model.config), torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(2))
+    opt, ref_opt = (torch.optim.Adam(m.parameters(), lr=0.05) for m in (model, ref))
+
+    loss = model(x, labels=labels).loss
+    loss.backward()
+    outputs = [ref.binarization(x)]
+    for i, layer in enumerate(ref.layers):
+        h = torch.cat([outputs[-1], outputs[-2]], 1) if use_skip and i + 1 >= 3 else outputs[-1]
+        surrogate = layer.continuous(h)
+        outputs.append(surrogate - surrogate.detach() + layer.binarized(h))
+    features = torch.cat([outputs[-1], outputs[-2]], 1) if use_skip else outputs[-1]
+    logits = ref.classifier(features) / torch.exp(ref.log_temperature)
+    weights = [ref.classifier.weight] + [w for layer in ref.layers for w in layer.weights().values()]
+    ref_loss = torch.nn.functional.cross_entropy(logits, labels) + 1e-2 * sum(w.pow(2).sum() for w in weights)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-13, atol=0)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12, msg=name)
+        assert p.grad.abs().sum() > 0, name
+    opt.step()
+    ref_opt.step()
+    model.clip_weights()
+    ref.clip_weights()
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12, msg=name)
+    assert sum(((p > 0.5) != (q > 0.5)).sum() for p, q in zip(model.parameters(), ref.parameters())) == 0
+
+
 def test_single_grafting_injects_discrete_loss_gradient_into_continuous_model():
     model = make_model(grafting="single", use_skip=False, layer_widths=[6, 4]).train()
     x = rows(12, model.config)

@@ -1,4 +1,5 @@
-"""RRL's logical layers (`logical_nlaf`, `logical_product`, `logical_binarized`), dispatched to Triton or the reference.
+"""RRL's logical layers (`logical_nlaf`, `logical_product`, `logical_binarized`, and `logical_grafted`: one layer of
+both kinds under Gradient Grafting), dispatched to Triton or the reference.
 
 A layer of n_out conjunction or disjunction nodes over n_in inputs: x [B, n_in] and W [n_in, n_out] (the official
 layout), both meant to lie in [0, 1] (RRL clips W after every step; values are not checked here: that would cost a
@@ -12,6 +13,7 @@ import math
 import torch
 
 from .._registry import resolve, triton_unavailable_reason
+from .grafted import ACTIVATIONS, GradGraft, logical_layer_grafted
 from .reference import logical_binarized_matmul, logical_nlaf_matmul, logical_product_materialized
 
 try:
@@ -20,9 +22,13 @@ except ImportError:  # triton missing: the reference serves every call
     logical_binarized_triton = logical_nlaf_triton = logical_product_triton = None
 
 __all__ = [
+    "ACTIVATIONS",
     "KINDS",
+    "GradGraft",
     "logical_binarized",
     "logical_binarized_matmul",
+    "logical_grafted",
+    "logical_layer_grafted",
     "logical_nlaf",
     "logical_nlaf_matmul",
     "logical_product",
@@ -70,6 +76,12 @@ def _check_nlaf(alpha, beta, gamma) -> tuple[float, float, float]:
     return alpha, beta, gamma
 
 
+def _check_bool(name: str, value) -> bool:
+    if isinstance(value, str) or value not in (True, False):
+        raise ValueError(f"{name}={value!r} must be a bool")
+    return bool(value)
+
+
 def _unsupported(x: torch.Tensor, w: torch.Tensor):
     def reason():
         if logical_nlaf_triton is None:
@@ -115,9 +127,7 @@ def logical_product(
     (−1/(−1 + log P²))/(a + 1e-10). The reference materialises a [B, n_in, n_out] tensor; the Triton kernels do not.
     """
     _check(x, w, kind)
-    if isinstance(estimated_grad, str) or estimated_grad not in (True, False):
-        raise ValueError(f"estimated_grad={estimated_grad!r} must be a bool")
-    estimated_grad = bool(estimated_grad)
+    estimated_grad = _check_bool("estimated_grad", estimated_grad)
     if resolve("logical", backend, _unsupported(x, w)) == "triton":
         return logical_product_triton(x, w, kind, estimated_grad)
     return logical_product_materialized(x, w, kind, estimated_grad)
@@ -138,3 +148,43 @@ def logical_binarized(
     if resolve("logical", backend, _unsupported(x, w)) == "triton":
         return logical_binarized_triton(x, w, kind, threshold)
     return logical_binarized_matmul(x, w, kind, threshold)
+
+
+def logical_grafted(
+    x: torch.Tensor,
+    w_conj: torch.Tensor,
+    w_disj: torch.Tensor,
+    activation: str = "nlaf",
+    alpha: float = 0.999,
+    beta: float = 8.0,
+    gamma: float = 1.0,
+    estimated_grad: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """One RRL logical layer under hierarchical Gradient Grafting, y [B, 2w] = [AND ‖ OR] in x's dtype:
+
+        value     the discrete layer, W̄ = 1[W > 0.5]:  1[(1 − x) @ W̄_conj ≤ 0] ‖ 1[x @ W̄_disj > 0]
+        gradient  that of the continuous surrogate [AND ‖ OR] w.r.t. x, w_conj and w_disj ([n_in, w] each):
+                  `activation` "nlaf" (`logical_nlaf` with alpha, beta, gamma) or "laf" (`logical_product` with
+                  estimated_grad)
+
+    Triton: `GradGraft` of the Triton discrete and continuous ops; reference: the fused `logical_layer_grafted`.
+    """
+    _check(x, w_conj, "conjunction")
+    _check(x, w_disj, "disjunction")
+    if w_conj.shape != w_disj.shape:
+        raise ValueError(f"w_conj and w_disj must have one shape; got {tuple(w_conj.shape)}, {tuple(w_disj.shape)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is not one of {ACTIVATIONS}")
+    if activation == "nlaf":
+        alpha, beta, gamma = _check_nlaf(alpha, beta, gamma)
+    estimated_grad = _check_bool("estimated_grad", estimated_grad)
+    if resolve("logical", backend, _unsupported(x, w_conj)) == "reference":
+        return logical_layer_grafted(x, w_conj, w_disj, activation, alpha, beta, gamma, estimated_grad)
+    kinds = tuple(zip(KINDS, (w_conj, w_disj)))
+    if activation == "nlaf":
+        continuous = [logical_nlaf_triton(x, w, kind, alpha, beta, gamma) for kind, w in kinds]
+    else:
+        continuous = [logical_product_triton(x, w, kind, estimated_grad) for kind, w in kinds]
+    discrete = [logical_binarized_triton(x, w, kind, 0.5) for kind, w in kinds]
+    return GradGraft.apply(torch.cat(discrete, dim=1), torch.cat(continuous, dim=1))
