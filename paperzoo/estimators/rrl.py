@@ -110,22 +110,18 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
     def _train(self, model, features, targets, generator):
         from transformers.utils import logging as hf_logging
 
-        # the fused Adam runs one kernel for all parameters: at batch 32 the optimizer step is a third of a step
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate, fused=_fused_adam_supported(model))
+        optimizer = make_optimizer(model, self.learning_rate)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, self.lr_decay_epochs, self.lr_decay_rate)
-        features, targets = features.to(self.device), targets.to(self.device)  # once, not per batch
+        step = make_training_step(model, optimizer, features.to(self.device), targets.to(self.device))
         n = len(features)
         epochs = hf_logging.tqdm(range(self.max_epochs), desc="RRL epochs", disable=not self.verbose)
         model.train()
         for _ in epochs:
             total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
             for batch in torch.randperm(n, generator=generator).to(self.device).split(self.batch_size):
-                loss = model(features[batch], labels=targets[batch]).loss
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                model.clip_weights()  # W ∈ [0, 1] after every step, as the official `clip`
-                total += loss.detach() * len(batch)
+                loss = step(batch, with_loss=self.verbose)
+                if loss is not None:
+                    total += loss * len(batch)
             schedule.step()
             if self.verbose:
                 epochs.set_postfix(loss=f"{total.item() / n:.4f}")
@@ -203,12 +199,41 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         export(self.model_, folder, processor=self.processor_)
 
 
-def _fused_adam_supported(model: torch.nn.Module) -> bool:
-    """torch's fused Adam takes floating parameters on CPU and CUDA (and a few other devices); else the default."""
-    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in model.parameters())
+def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Adam:
+    """The official optimizer, Adam; fused (one kernel for every parameter) where torch has it (CPU, CUDA): at
+    batch 32 the unfused step is a third of a training step."""
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in model.parameters())
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=fused)
 
 
-def _quantile_thresholds(features: torch.Tensor, targets: torch.Tensor, processor: RRLProcessor, n: int) -> torch.Tensor:
+def training_step(model, optimizer, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """One step of the official training loop: loss (CE + L2), backward, Adam, then W clipped to [0, 1] (the official
+    `clip`). Returns the detached loss, left on the device."""
+    loss = model(x, labels=t).loss
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    model.clip_weights()
+    return loss.detach()
+
+
+def make_training_step(model, optimizer, features: torch.Tensor, targets: torch.Tensor):
+    """`step(batch, with_loss)`: one official training step on the rows `batch` of (features, targets), returning
+    the detached loss (or None without `with_loss`). The closed-form step (`modeling.rrl_training`) on literals
+    binarized once where it applies (hierarchical grafting on the reference backend), else `training_step`."""
+    from ..modeling.rrl_training import ClosedFormStep, closed_form_unsupported
+
+    with torch.no_grad():  # the bounds are fixed buffers: every row's literals are known before training
+        literals = model.binarization(features.to(model.classifier.weight.dtype))
+    if closed_form_unsupported(model, literals) is None:
+        closed_form = ClosedFormStep(model, optimizer)
+        return lambda batch, with_loss=True: closed_form(literals[batch], targets[batch], with_loss)
+    return lambda batch, with_loss=True: training_step(model, optimizer, features[batch], targets[batch])
+
+
+def _quantile_thresholds(
+    features: torch.Tensor, targets: torch.Tensor, processor: RRLProcessor, n: int
+) -> torch.Tensor:
     """[n, d_cont] candidate bounds per standardised continuous feature: the distinct training quantiles at levels
     k/(n + 1), k = 1..n. Where ties make levels share a value (a column that is mostly 0, say) or put one at the
     maximum, the spare slots take the feature's own class-boundary cuts: the splits a best-first decision tree on that

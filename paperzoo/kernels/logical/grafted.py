@@ -191,10 +191,36 @@ class _GraftedLayer(torch.autograd.Function):
         return dx, *dw, None, None, None, None, None
 
 
-def _is_binary(x: torch.Tensor) -> bool:
+def is_binary(x: torch.Tensor) -> bool:
     """Every entry exactly 0 or 1 (NaN and ±inf are not): x (1 − x) = 0 exactly there and only there."""
     x = x.detach()
     return not (_const(1.0, x.dtype) - x).mul_(x).any()
+
+
+class GraftedState:
+    """What one fused layer keeps from its forward for its backward when it runs outside autograd (RRL's closed-form
+    training step): the part of the autograd ctx interface that `_GraftedLayer` uses."""
+
+    def __init__(self, need_x: bool, need_w: bool = True):
+        self.needs_input_grad = (need_x, need_w, need_w)
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+
+def grafted_forward(x, w_conj, w_disj, activation, alpha, beta, gamma, estimated_grad, need_x: bool):
+    """`_GraftedLayer`'s forward outside autograd: (y [B, 2w], state for `grafted_backward`). For "laf", x must be
+    binary (the caller checks once: `is_binary`); unvalidated, like `logical_layer_grafted`."""
+    state = GraftedState(need_x)
+    with torch.no_grad():
+        y = _GraftedLayer.forward(state, x, w_conj, w_disj, activation, alpha, beta, gamma, estimated_grad)
+    return y, state
+
+
+def grafted_backward(state: GraftedState, grad_y: torch.Tensor):
+    """(∂L/∂x or None, ∂L/∂w_conj, ∂L/∂w_disj) of the continuous surrogate, given ∂L/∂y [B, 2w]."""
+    dx, dw_conj, dw_disj, *_ = _GraftedLayer.backward(state, grad_y)
+    return dx, dw_conj, dw_disj
 
 
 def logical_layer_grafted(
@@ -210,7 +236,7 @@ def logical_layer_grafted(
     """y [B, 2w] = [AND ‖ OR] of the discrete layer, with the gradient of the continuous surrogate (`activation`
     "nlaf": TPAMI's NLAF with alpha, beta, gamma; "laf": NeurIPS' log-product, with estimated_grad), w.r.t. x,
     w_conj and w_disj ([n, w] each). Unvalidated, like `reference.py`: `kernels.logical.logical_grafted` checks."""
-    if activation == "laf" and not _is_binary(x):  # the matmul form of the product needs binary x
+    if activation == "laf" and not is_binary(x):  # the matmul form of the product needs binary x
         kinds = (("conjunction", w_conj), ("disjunction", w_disj))
         return GradGraft.apply(torch.cat([logical_binarized_matmul(x, w, kind) for kind, w in kinds], dim=1),
                                torch.cat([logical_product_materialized(x, w, kind, estimated_grad)
