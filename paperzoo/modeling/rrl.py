@@ -9,7 +9,8 @@ AND_j = 1[Σ_i (1 − x_i) W̄_ij = 0], OR_j = 1[Σ_i x_i W̄_ij > 0]. Training 
 Grafting: the forward value is the discrete one, the gradient that of a continuous surrogate (NLAF or the
 log-product LAF), per logical layer ("hierarchical", TPAMI) or at the output ("single", NeurIPS). Evaluation always
 runs the discrete model, so the extracted rules (`extract_rules`) explain its logits exactly. Hierarchical training
-runs each logical layer as one fused op (`kernels.logical.logical_grafted`: both kinds, hand-written backward).
+runs each logical layer as one fused op (`kernels.logical.logical_grafted`: both kinds, hand-written backward);
+`rrl_training.ClosedFormStep` runs the whole training step without autograd (what `RRLClassifier` uses).
 """
 
 from __future__ import annotations
