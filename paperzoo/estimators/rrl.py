@@ -217,18 +217,25 @@ def training_step(model, optimizer, x: torch.Tensor, t: torch.Tensor) -> torch.T
     return loss.detach()
 
 
+LITERAL_CACHE_BYTES = 1 << 30  # literals of every training row kept for the whole fit up to this size
+
+
 def make_training_step(model, optimizer, features: torch.Tensor, targets: torch.Tensor):
     """`step(batch, with_loss)`: one official training step on the rows `batch` of (features, targets), returning
-    the detached loss (or None without `with_loss`). The closed-form step (`modeling.rrl_training`) on literals
-    binarized once where it applies (hierarchical grafting on the reference backend), else `training_step`."""
+    the detached loss (or None without `with_loss`). The closed-form step (`modeling.rrl_training`) where it applies
+    (hierarchical grafting on the reference backend), else `training_step`. The bounds are fixed buffers, so the
+    closed-form step binarizes every training row once, when their literals fit in `LITERAL_CACHE_BYTES`."""
     from ..modeling.rrl_training import ClosedFormStep, closed_form_unsupported
 
-    with torch.no_grad():  # the bounds are fixed buffers: every row's literals are known before training
-        literals = model.binarization(features.to(model.classifier.weight.dtype))
-    if closed_form_unsupported(model, literals) is None:
-        closed_form = ClosedFormStep(model, optimizer)
+    if closed_form_unsupported(model, features) is not None:
+        return lambda batch, with_loss=True: training_step(model, optimizer, features[batch], targets[batch])
+    closed_form = ClosedFormStep(model, optimizer)
+    features = features.to(model.classifier.weight.dtype)
+    binarize = torch.no_grad()(model.binarization)
+    if len(features) * model.binarization.output_dim * features.element_size() <= LITERAL_CACHE_BYTES:
+        literals = binarize(features)  # [N, n_literals]
         return lambda batch, with_loss=True: closed_form(literals[batch], targets[batch], with_loss)
-    return lambda batch, with_loss=True: training_step(model, optimizer, features[batch], targets[batch])
+    return lambda batch, with_loss=True: closed_form(binarize(features[batch]), targets[batch], with_loss)
 
 
 def _quantile_thresholds(

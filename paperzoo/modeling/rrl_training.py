@@ -27,16 +27,17 @@ from ..kernels.logical import _unsupported
 from ..kernels.logical.grafted import grafted_backward, grafted_forward, is_binary
 
 
-def closed_form_unsupported(model, literals: torch.Tensor) -> str | None:
-    """Why `ClosedFormStep` cannot train `model` on these literals (None: it can)."""
+def closed_form_unsupported(model, features: torch.Tensor) -> str | None:
+    """Why `ClosedFormStep` cannot train `model` on these input features (None: it can)."""
     config = model.config
     if config.grafting != "hierarchical":
         return f"grafting={config.grafting!r} (the closed form is the hierarchical one)"
     weight = model.classifier.weight
-    if resolve("logical", config.kernel_backend, _unsupported(literals, weight)) != "reference":
+    if resolve("logical", config.kernel_backend, _unsupported(weight, weight)) != "reference":
         return "the logical layers run on Triton"
-    if config.activation == "laf" and not is_binary(literals):
-        return "activation='laf' with fractional literals (the product's matmul form needs binary inputs)"
+    # the bounds' literals are 0/1 whatever the values; the one-hot block passes through as given
+    if config.activation == "laf" and not is_binary(features[:, : config.num_discrete_features]):
+        return "activation='laf' with fractional one-hot inputs (the product's matmul form needs binary literals)"
     return None
 
 

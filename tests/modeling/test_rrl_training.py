@@ -47,7 +47,7 @@ def test_closed_form_step_equals_autograd_through_the_model(case):
     opt_ref = torch.optim.Adam(reference.parameters(), lr=1e-2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     literals = model.binarization(features)
-    assert closed_form_unsupported(model, literals) is None
+    assert closed_form_unsupported(model, features) is None
     step = ClosedFormStep(model, opt)
     order = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))
     flips = 0
@@ -65,13 +65,27 @@ def test_closed_form_step_equals_autograd_through_the_model(case):
 
 def test_unsupported_models_fall_back_to_autograd():
     model, features, targets = wine_model(grafting="single")
-    literals = model.binarization(features)
-    assert "grafting='single'" in closed_form_unsupported(model, literals)
-    product, _, _ = wine_model(activation="laf")
-    assert "fractional" in closed_form_unsupported(product, literals * 0.5)
+    assert "grafting='single'" in closed_form_unsupported(model, features)
+    product, _, _ = wine_model(activation="laf", num_discrete_features=2, num_continuous_features=11)
+    assert closed_form_unsupported(product, features) is not None  # wine's first two columns are not one-hot
+    assert closed_form_unsupported(product, torch.cat([features[:, :2] > 0, features[:, 2:]], 1).double()) is None
     # the estimator's step factory uses autograd there, and still trains
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     before = copy.deepcopy(model.state_dict())
     loss = make_training_step(model.train(), opt, features, targets)(torch.arange(32))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_literals_too_large_to_keep_are_binarized_per_batch(monkeypatch):
+    import paperzoo.estimators.rrl as estimator
+
+    model, features, targets = wine_model()
+    kept = copy.deepcopy(model)
+    batch = torch.arange(40, 72)
+    expected = estimator.make_training_step(kept, torch.optim.Adam(kept.parameters(), lr=1e-2), features, targets)
+    monkeypatch.setattr(estimator, "LITERAL_CACHE_BYTES", 0)
+    step = estimator.make_training_step(model, torch.optim.Adam(model.parameters(), lr=1e-2), features, targets)
+    assert torch.equal(step(batch), expected(batch))
+    for p, q in zip(model.parameters(), kept.parameters()):
+        assert torch.equal(p, q)
