@@ -117,14 +117,14 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         epochs = hf_logging.tqdm(range(self.max_epochs), desc="RRL epochs", disable=not self.verbose)
         model.train()
         for _ in epochs:
-            total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+            total = 0.0  # the epoch's loss, only shown with `verbose`; summed on the device: no sync per step
             for batch in torch.randperm(n, generator=generator).to(self.device).split(self.batch_size):
                 loss = step(batch, with_loss=self.verbose)
-                if loss is not None:
-                    total += loss * len(batch)
+                if self.verbose:
+                    total = total + loss * len(batch)
             schedule.step()
             if self.verbose:
-                epochs.set_postfix(loss=f"{total.item() / n:.4f}")
+                epochs.set_postfix(loss=f"{float(total) / n:.4f}")
         model.eval()
 
     # ---------------------------------------------------------------------------------------------- predict
@@ -228,7 +228,12 @@ def make_training_step(model, optimizer, features: torch.Tensor, targets: torch.
     from ..modeling.rrl_training import ClosedFormStep, closed_form_unsupported
 
     if closed_form_unsupported(model, features) is not None:
-        return lambda batch, with_loss=True: training_step(model, optimizer, features[batch], targets[batch])
+
+        def autograd_step(batch, with_loss=True):
+            loss = training_step(model, optimizer, features[batch], targets[batch])
+            return loss if with_loss else None
+
+        return autograd_step
     closed_form = ClosedFormStep(model, optimizer)
     features = features.to(model.classifier.weight.dtype)
     binarize = torch.no_grad()(model.binarization)
