@@ -13,7 +13,9 @@ class RRLConfig(PreTrainedConfig):
 
     Args:
         num_discrete_features (`int`): width of the one-hot block of the input (the processor's discrete columns).
-        num_continuous_features (`int`): number of standardised continuous columns after it.
+        num_continuous_features (`int`): number of standardised continuous columns after it. The defaults (0 and 1)
+            describe the smallest valid input, one continuous column, so that `RRLConfig()` builds a model as every
+            transformers config must; a real model takes both widths from its fitted `RRLProcessor`.
         num_thresholds (`int`): candidate bounds per continuous feature (official `-s n@...`); each gives a `x > c`
             and a `x <= c` literal.
         layer_widths (`list[int]`): `w` of each logical layer (official `-s n@w1@w2...`).
@@ -35,7 +37,7 @@ class RRLConfig(PreTrainedConfig):
     model_type = "paperzoo_rrl"
 
     num_discrete_features: int = 0
-    num_continuous_features: int = 0
+    num_continuous_features: int = 1
     num_thresholds: int = 10
     layer_widths: list[int] | tuple[int, ...] = (64,)
     use_not: bool = False
@@ -65,7 +67,8 @@ class RRLConfig(PreTrainedConfig):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer")
         if self.num_discrete_features + self.num_continuous_features == 0:
-            raise ValueError("num_discrete_features + num_continuous_features must be > 0 (the model needs inputs)")
+            raise ValueError(f"num_discrete_features={self.num_discrete_features!r} and num_continuous_features="
+                             f"{self.num_continuous_features!r}: their sum must be > 0 (the model needs inputs)")
         if isinstance(self.num_thresholds, bool) or not isinstance(self.num_thresholds, int) or self.num_thresholds < 1:
             raise ValueError(f"num_thresholds={self.num_thresholds!r} must be a positive integer")
         if not self.layer_widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel
 
 import paperzoo  # noqa: F401  (registers the Auto classes)
 from paperzoo import RRLConfig, RRLForTabularClassification
@@ -284,6 +284,21 @@ def test_invalid_config_names_field(overrides, field):
     kwargs.update(overrides)
     with pytest.raises(ValueError, match=field):
         RRLConfig(**kwargs)
+
+
+def test_default_config_builds_a_model(tmp_path):
+    """Every transformers config builds with its defaults (AutoConfig.for_model, the contract suite), and a model
+    builds from it; a saved config with no continuous column keeps 0 (every field is written, never left to the
+    class default)."""
+    for config in (RRLConfig(), AutoConfig.for_model("paperzoo_rrl")):
+        assert isinstance(config, RRLConfig)
+        model = RRLForTabularClassification(config).eval()
+        width = config.num_discrete_features + config.num_continuous_features
+        logits = model(torch.randn(4, width)).logits
+        assert logits.shape == (4, config.num_labels) and bool(torch.isfinite(logits).all())
+    RRLConfig(num_discrete_features=27, num_continuous_features=0).save_pretrained(tmp_path)
+    loaded = RRLConfig.from_pretrained(tmp_path)
+    assert (loaded.num_discrete_features, loaded.num_continuous_features) == (27, 0)
 
 
 def test_wrong_input_width_is_a_clear_error():
