@@ -25,9 +25,12 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from ..configuration.retnet import RetNetConfig
 from ..kernels.retention import retention
+from .cache import check_recurrent_cache, count_tokens, write_state
+from .inputs import LOSS_KWARGS, check_token_ids, reject_unused_kwargs
 from .layers import RMSNorm
 
 _STATE, _POSITION = 0, 1  # cache slots per layer: retention state [B, H, K, V+16-V%16]; next position per row [B]
@@ -113,8 +116,7 @@ class RetNetMultiScaleRetention(nn.Module):
         o, state = retention(q, k, v, log_decay, state, output_final_state=cache is not None,
                              chunk_size=self.chunk_size, backend=self.kernel_backend)
         if cache is not None:
-            cache.update_recurrent_state(state, self.layer_idx, _STATE)
-            cache.layers[self.layer_idx].has_previous_state[_STATE] = True  # not set by update_recurrent_state
+            write_state(cache, self.layer_idx, _STATE, state)
 
         o, row_sum = o[..., :V], o[..., V : V + 1]
         o = o / row_sum.detach().abs().clamp(min=1)  # [B, T, H, V]
@@ -201,26 +203,28 @@ class RetNetModel(RetNetPreTrainedModel):
     def _check_inputs(self, input_ids, inputs_embeds, attention_mask, cache):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        given, name = (input_ids, "input_ids") if input_ids is not None else (inputs_embeds, "inputs_embeds")
+        if given.dim() != (2 if input_ids is not None else 3):
+            raise ValueError(f"{name} must be {'[B, T]' if input_ids is not None else '[B, T, d]'}; got shape "
+                             f"{tuple(given.shape)}")
+        B, T = given.shape[:2]
+        if T == 0:
+            raise ValueError(f"{name} has no tokens (shape {tuple(given.shape)}): a prompt needs at least one token, "
+                             f"e.g. the BOS token (id {self.config.bos_token_id})")
         if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must be [B, T]; got shape {tuple(input_ids.shape)}")
-            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-                bad = input_ids[(input_ids < 0) | (input_ids >= self.config.vocab_size)][0].item()
-                raise ValueError(f"input_ids contains token id {bad}, outside the vocabulary [0, {self.config.vocab_size})")
-        B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+            check_token_ids(input_ids, self.config.vocab_size)
         if attention_mask is not None and (attention_mask.dim() != 2 or attention_mask.shape[0] != B
                                            or attention_mask.shape[1] < T):
             raise ValueError(
                 f"attention_mask must be [B, past + T] with B={B}, T={T} (1 = token, 0 = padding); "
                 f"got shape {tuple(attention_mask.shape)}"
             )
-        if cache is not None and (not isinstance(cache, Cache) or len(cache.layers) != self.config.num_hidden_layers):
-            raise ValueError(
-                f"cache must be a transformers Cache with {self.config.num_hidden_layers} layers (as built by "
-                f"DynamicCache(config=model.config)); got {type(cache).__name__} with "
-                f"{len(getattr(cache, 'layers', []))} layers"
-            )
+        if cache is not None:
+            check_recurrent_cache(cache, self.config.num_hidden_layers)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -232,6 +236,7 @@ class RetNetModel(RetNetPreTrainedModel):
         output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        reject_unused_kwargs(self, kwargs)
         self._check_inputs(input_ids, inputs_embeds, attention_mask, cache)
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if self.gradient_checkpointing and self.training:
@@ -264,8 +269,8 @@ class RetNetModel(RetNetPreTrainedModel):
         if all_hidden is not None:
             all_hidden.append(hidden_states)
         if cache is not None:
-            cache.update_recurrent_state(positions[:, -1] + 1, 0, _POSITION)
-            cache.layers[0].has_previous_state[_POSITION] = True
+            write_state(cache, 0, _POSITION, positions[:, -1] + 1)
+            count_tokens(cache, T)
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states, cache=cache, hidden_states=tuple(all_hidden) if all_hidden else None
         )
@@ -287,6 +292,8 @@ class RetNetForCausalLM(RetNetPreTrainedModel, GenerationMixin):
 
             init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
     @can_return_tuple
     def forward(
         self,
@@ -298,23 +305,27 @@ class RetNetForCausalLM(RetNetPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
-        logits_to_keep: int = 0,
+        logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
+        loss_kwargs = {name: kwargs.pop(name) for name in LOSS_KWARGS if name in kwargs}
         out = self.model(input_ids, attention_mask, position_ids, cache, inputs_embeds, use_cache,
-                         output_hidden_states)
-        hidden_states = out.last_hidden_state
-        if logits_to_keep:
-            hidden_states = hidden_states[:, -logits_to_keep:]
-        logits = self.lm_head(hidden_states)
+                         output_hidden_states, return_dict=True, **kwargs)
+        # an int keeps the last `logits_to_keep` positions (0: all); a tensor lists the positions to keep
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(out.last_hidden_state[:, keep])
         loss = None
         if labels is not None:  # loss_function shifts, ignores -100 and honours Trainer's num_items_in_batch
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **loss_kwargs)
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
 
 
 class RetNetForSequenceClassification(RetNetPreTrainedModel):
     """Classifies a sequence from the final hidden state of its last real token (the recurrent summary)."""
+
+    # its loss is a mean over the batch, not a sum over Trainer's num_items_in_batch: Trainer must divide by the
+    # gradient-accumulation steps itself
+    accepts_loss_kwargs = False
 
     def __init__(self, config: RetNetConfig):
         super().__init__(config)
@@ -334,7 +345,8 @@ class RetNetForSequenceClassification(RetNetPreTrainedModel):
         output_hidden_states: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
-        out = self.model(input_ids, attention_mask, position_ids, None, inputs_embeds, False, output_hidden_states)
+        out = self.model(input_ids, attention_mask, position_ids, None, inputs_embeds, False, output_hidden_states,
+                         return_dict=True, **kwargs)
         logits = self.score(out.last_hidden_state)  # [B, T, labels]
         B, T = logits.shape[:2]
         if attention_mask is None and input_ids is not None and self.config.pad_token_id is not None:

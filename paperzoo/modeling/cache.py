@@ -1,0 +1,38 @@
+"""Recurrent state in transformers' cache objects (infrastructure, not model math).
+
+A recurrent model keeps its per-layer state in the `LinearAttentionLayer`s that `DynamicCache(config=...)` builds for
+`layer_types == ["linear_attention", ...]`, in numbered slots (`config.number_of_conv_states`). Two things
+transformers leaves to layers that never call `update_conv_state` (the short-convolution update of Mamba-style
+mixers), and which these helpers do:
+- `has_previous_state` is set only by `update_conv_state`: without it `get_recurrent_state` keeps returning None and
+  every decoding step would restart from an empty state;
+- the token count behind `cache.get_seq_length()` is advanced only by `update_conv_state`: without it a returned
+  cache reports length 0, and `generate(full_ids, cache=cache)` feeds the whole prompt again on top of the state.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache
+
+
+def check_recurrent_cache(cache, num_layers: int) -> None:
+    """ValueError unless `cache` is a transformers Cache of `num_layers` linear-attention layers."""
+    layers = getattr(cache, "layers", [])
+    if not isinstance(cache, Cache) or len(layers) != num_layers or not all(cache.is_linear):
+        raise ValueError(
+            f"cache must be a transformers Cache of {num_layers} linear-attention layers (as built by "
+            f"DynamicCache(config=model.config)); got {type(cache).__name__} with {len(layers)} layers"
+        )
+
+
+def write_state(cache: Cache, layer_idx: int, slot: int, value: torch.Tensor) -> None:
+    """Store `value` in `slot` of layer `layer_idx`, where `cache.get_recurrent_state(layer_idx, slot)` finds it."""
+    cache.update_recurrent_state(value, layer_idx, slot)
+    cache.layers[layer_idx].has_previous_state[slot] = True
+
+
+def count_tokens(cache: Cache, num_tokens: int) -> None:
+    """Advance every layer's token count by `num_tokens` (what `cache.get_seq_length()` reports)."""
+    for layer in cache.layers:
+        layer.cumulative_length_linear.add_(num_tokens)
