@@ -1,47 +1,40 @@
 """paperzoo: research architectures as first-class Hugging Face models.
 
-Importing paperzoo registers every architecture with transformers' Auto classes and every pipeline task, here and
-nowhere else.
+`import paperzoo` imports neither torch nor transformers, yet registers every architecture with transformers' Auto
+classes, its pipeline tasks and PEFT's default target modules, whether transformers / peft are imported before or after
+it: `paperzoo._registration` holds the one table and hooks each registry (see there). The classes and subpackages below
+are imported on first access (PEP 562): `paperzoo.RetNetForCausalLM`, `paperzoo.hub.export`, ...
 """
 
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-)
+import importlib
 
-from . import hub  # paperzoo.hub.export, paperzoo.hub.push
-from .configuration.retnet import RetNetConfig
-from .configuration.rrl import RRLConfig
-from .estimators.rrl import RRLClassifier
-from .modeling.retnet import RetNetForCausalLM, RetNetForSequenceClassification, RetNetModel
-from .modeling.rrl import RRLForTabularClassification
-from .pipelines import TabularClassificationPipeline  # registers the "tabular-classification" pipeline task
-from .processors.rrl import RRLProcessor
+from . import _registration
 
 __version__ = "0.1.0"
 
-# exist_ok: a second import of paperzoo (e.g. after a reload) must not fail; model types are prefixed, so this never
-# replaces another library's class.
-AutoConfig.register(RetNetConfig.model_type, RetNetConfig, exist_ok=True)
-AutoModel.register(RetNetConfig, RetNetModel, exist_ok=True)
-AutoModelForCausalLM.register(RetNetConfig, RetNetForCausalLM, exist_ok=True)
-AutoModelForSequenceClassification.register(RetNetConfig, RetNetForSequenceClassification, exist_ok=True)
-# RRL has no backbone/head split: AutoModel (which tabular pipelines load) returns the classifier itself
-AutoConfig.register(RRLConfig.model_type, RRLConfig, exist_ok=True)
-AutoModel.register(RRLConfig, RRLForTabularClassification, exist_ok=True)
-AutoFeatureExtractor.register(RRLConfig, RRLProcessor, exist_ok=True)
+# public name -> dotted path of the class: every class of the registration table, and the estimators
+_CLASSES = {path.rpartition(".")[2]: path
+            for path in (*_registration.class_paths(), "paperzoo.estimators.rrl.RRLClassifier")}
+_SUBPACKAGES = frozenset({"configuration", "convert", "estimators", "hub", "kernels", "metrics", "modeling",
+                          "pipelines", "processors"})
 
-__all__ = [
-    "RRLClassifier",
-    "RRLConfig",
-    "RRLForTabularClassification",
-    "RRLProcessor",
-    "RetNetConfig",
-    "RetNetForCausalLM",
-    "RetNetForSequenceClassification",
-    "RetNetModel",
-    "__version__",
-]
+_registration.install()
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        module, _, attr = _CLASSES[name].rpartition(".")
+        value = getattr(importlib.import_module(module), attr)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # the next access is a plain attribute lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_CLASSES, *_SUBPACKAGES})
+
+
+__all__ = sorted([*_CLASSES, "__version__"])
