@@ -168,7 +168,9 @@ def logical_grafted(
                   `activation` "nlaf" (`logical_nlaf` with alpha, beta, gamma) or "laf" (`logical_product` with
                   estimated_grad)
 
-    Triton: `GradGraft` of the Triton discrete and continuous ops; reference: the fused `logical_layer_grafted`.
+    Triton: `GradGraft` of the Triton discrete and continuous ops; reference: the fused `logical_layer_grafted` in
+    eager mode, and under torch.compile / torch.export (whose tracing the fused function's in-place, as_strided
+    buffers defeat) `GradGraft` of the reference ops, which compute the same values and gradients.
     """
     _check(x, w_conj, "conjunction")
     _check(x, w_disj, "disjunction")
@@ -179,12 +181,17 @@ def logical_grafted(
     if activation == "nlaf":
         alpha, beta, gamma = _check_nlaf(alpha, beta, gamma)
     estimated_grad = _check_bool("estimated_grad", estimated_grad)
-    if resolve("logical", backend, _unsupported(x, w_conj)) == "reference":
+    route = resolve("logical", backend, _unsupported(x, w_conj))
+    if route == "reference" and not torch.compiler.is_compiling():
         return logical_layer_grafted(x, w_conj, w_disj, activation, alpha, beta, gamma, estimated_grad)
+    if route == "triton":
+        nlaf, product, binarized = logical_nlaf_triton, logical_product_triton, logical_binarized_triton
+    else:
+        nlaf, product, binarized = logical_nlaf_matmul, logical_product_materialized, logical_binarized_matmul
     kinds = tuple(zip(KINDS, (w_conj, w_disj)))
     if activation == "nlaf":
-        continuous = [logical_nlaf_triton(x, w, kind, alpha, beta, gamma) for kind, w in kinds]
+        continuous = [nlaf(x, w, kind, alpha, beta, gamma) for kind, w in kinds]
     else:
-        continuous = [logical_product_triton(x, w, kind, estimated_grad) for kind, w in kinds]
-    discrete = [logical_binarized_triton(x, w, kind, 0.5) for kind, w in kinds]
+        continuous = [product(x, w, kind, estimated_grad) for kind, w in kinds]
+    discrete = [binarized(x, w, kind, 0.5) for kind, w in kinds]
     return GradGraft.apply(torch.cat(discrete, dim=1), torch.cat(continuous, dim=1))
