@@ -1,6 +1,7 @@
 """RRLProcessor: schema fitted on training rows only, documented missing/unseen handling, precise errors, JSON."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,7 @@ def test_errors_name_the_column_or_value():
         processor(table().drop(columns=["age"]))
     with pytest.raises(ValueError, match=r"unexpected \['weight'\]"):
         processor(table().assign(weight=1.0))
-    with pytest.raises(ValueError, match=r"column 'age' is continuous but holds the non-numeric value 'old'"):
+    with pytest.raises(ValueError, match=r"column 'age' is continuous but row 0 holds 'old', which is not a number"):
         processor(table().assign(age="old"))
     with pytest.raises(ValueError, match="empty input"):
         processor(table().iloc[:0])
@@ -89,3 +90,53 @@ def test_pandas_na_and_row_key_order():
     np.testing.assert_array_equal(processor(rows)["input_features"], x[[0, 2]])
     with pytest.raises(ValueError, match="row 1 has columns"):
         processor([{"age": 30, "color": "red"}, {"age": 50}])
+
+
+def wine_with(row: int, value) -> pd.DataFrame:
+    """scikit-learn's wine (13 numeric columns) with one cell of `alcohol` replaced by `value`."""
+    wine = load_wine(as_frame=True).data.astype(object)
+    wine.loc[row, "alcohol"] = value
+    return wine
+
+
+@pytest.mark.parametrize("value", ["abc", "?", "13,2", "inf"])
+def test_a_stray_bad_value_does_not_make_a_numeric_column_discrete(value):
+    with pytest.raises(ValueError, match=rf"column 'alcohol' is continuous but row 17 holds {re.escape(repr(value))}"):
+        RRLProcessor().fit(wine_with(17, value))
+    frame = wine_with(17, value).rename(index=lambda i: f"w{i}")  # rows are named by the DataFrame's index ...
+    with pytest.raises(ValueError, match=r"but row w17 holds"):
+        RRLProcessor().fit(frame)
+    frame.index.name = "sample"  # ... after its name when it has one
+    with pytest.raises(ValueError, match=r"but sample w17 holds"):
+        RRLProcessor().fit(frame)
+    with pytest.raises(ValueError, match=r"but row 17 holds"):  # other inputs: by position
+        RRLProcessor().fit(frame.to_numpy())
+
+
+def test_bad_values_missing_treats_them_as_missing_values(tmp_path):
+    clean = load_wine(as_frame=True).data
+    dirty = wine_with(17, "?")
+    processor = RRLProcessor(bad_values="missing").fit(dirty)
+    assert processor.discrete_columns == [] and processor.continuous_columns == list(clean.columns)
+    assert processor.means[0] == pytest.approx(clean["alcohol"].drop(index=17).mean())  # as if the cell were empty
+    x = processor(dirty)["input_features"]
+    assert x[17, 0] == 0.0  # missing continuous → training mean → z = 0
+    np.testing.assert_allclose(x[:, 1:], processor(clean)["input_features"][:, 1:])
+    processor.save_pretrained(tmp_path)  # the policy is part of the saved processor: encoding later applies it too
+    loaded = RRLProcessor.from_pretrained(tmp_path)
+    assert loaded.bad_values == "missing" and loaded(dirty.iloc[17:18])["input_features"][0, 0] == 0.0
+    strict = RRLProcessor().fit(clean)
+    with pytest.raises(ValueError, match=r"column 'alcohol' is continuous but row 17 holds '\?'"):
+        strict(dirty)
+
+
+def test_which_columns_are_discrete():
+    # a column is discrete when named, or when it has values and none is a number; one number makes it continuous
+    frame = pd.DataFrame({"text": ["a", "?", None], "codes": ["1", "2", "x"], "flags": [True, False, True],
+                          "empty": [None, None, None]})
+    processor = RRLProcessor(bad_values="missing").fit(frame)
+    assert processor.discrete_columns == ["text", "flags"] and processor.continuous_columns == ["codes", "empty"]
+    with pytest.raises(ValueError, match=r"column 'text' is continuous but all its values are non-numeric \(e.g. 'a'\)"):
+        RRLProcessor(bad_values="missing").fit(frame, discrete=["flags"])
+    with pytest.raises(ValueError, match=r"bad_values='drop' is not one of \('error', 'missing'\)"):
+        RRLProcessor(bad_values="drop")
