@@ -24,14 +24,17 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
     `temperature` likewise. `thresholds="quantile"` starts the candidate bounds at training quantiles of each feature,
     and gives the slots that ties would fill with a repeated bound to the feature's class-boundary cuts (a documented
     improvement); "random" draws them from N(0, 1) in standardised units as the official code does.
-    `discrete` lists the columns to one-hot encode (None: every non-numeric column).
+    `discrete` lists the columns to one-hot encode (None: every non-numeric column, one with values of which none is a
+    number); `bad_values` says what a value that is not a number does in a continuous column: "error" (ValueError
+    naming the column, the row and the value) or "missing" (a missing value). See `paperzoo.processors.rrl`.
+    The target must be class labels: `fit` refuses one that looks continuous (see `class_labels`).
     """
 
     def __init__(self, layer_widths=(64,), num_thresholds=10, activation="nlaf", alpha=0.999, beta=8.0, gamma=1.0,
                  use_not=False, use_skip=False, estimated_grad=False, grafting="hierarchical", temperature=1.0,
                  weight_decay=1e-4, learning_rate=2e-3, lr_decay_rate=0.75, lr_decay_epochs=100, batch_size=32,
-                 max_epochs=100, thresholds="quantile", discrete=None, device="cpu", kernel_backend="auto",
-                 random_state=None, verbose=False):
+                 max_epochs=100, thresholds="quantile", discrete=None, bad_values="error", device="cpu",
+                 kernel_backend="auto", random_state=None, verbose=False):
         self.layer_widths = layer_widths
         self.num_thresholds = num_thresholds
         self.activation = activation
@@ -51,6 +54,7 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.thresholds = thresholds
         self.discrete = discrete
+        self.bad_values = bad_values
         self.device = device
         self.kernel_backend = kernel_backend
         self.random_state = random_state
@@ -70,18 +74,15 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         self._check_params()
+        classes = class_labels(y, getattr(y, "name", None))
         y = np.asarray(y)
-        if y.ndim != 1 or len(y) == 0:
-            raise ValueError(f"y must be a non-empty 1-D array of labels; got shape {y.shape}")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(f"the target has a single class ({self.classes_[0]!r}); a classifier needs two")
-        processor = RRLProcessor().fit(X, discrete=self.discrete)
+        processor = RRLProcessor(bad_values=self.bad_values).fit(X, discrete=self.discrete)
         features = torch.as_tensor(processor(X)["input_features"])
         if len(features) != len(y):
             raise ValueError(f"X has {len(features)} rows but y has {len(y)} labels")
-        targets = torch.as_tensor(np.searchsorted(self.classes_, y))
-        labels = [str(c) for c in self.classes_]
+        self.classes_ = classes
+        targets = torch.as_tensor(np.searchsorted(classes, y))
+        labels = [str(c) for c in classes]
         config = RRLConfig(
             num_discrete_features=processor.num_discrete_features,
             num_continuous_features=processor.num_continuous_features, num_thresholds=self.num_thresholds,
@@ -136,7 +137,8 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
     @torch.no_grad()
     def decision_function(self, X) -> np.ndarray:
         """The discrete model's logits (temperature included): what the softmax is applied to."""
-        return self.model_(self._features(X)).logits.double().cpu().numpy()
+        features = self._features(X)  # first: it raises NotFittedError before `self.model_` is looked up
+        return self.model_(features).logits.double().cpu().numpy()
 
     def predict_proba(self, X) -> np.ndarray:
         z = self.decision_function(X)
@@ -144,7 +146,8 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        scores = self.decision_function(X)  # first: it raises NotFittedError before `self.classes_` is looked up
+        return self.classes_[scores.argmax(axis=1)]
 
     # -------------------------------------------------------------------------------------------------- rules
 
@@ -197,6 +200,30 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self, "model_")
         export(self.model_, folder, processor=self.processor_)
+
+
+def class_labels(y, name=None) -> np.ndarray:
+    """The sorted classes of the labels `y`, or ValueError when `y` cannot be a classification target: not 1-D or
+    empty, a single class, or a continuous quantity. Continuous means float labels of which one is not an integer
+    (wine's `alcohol`: each distinct value would be a class), or more classes than half the rows (fewer than two rows
+    per class on average: an identifier, or a measurement such as wine's integer-valued `proline`). Integral floats (integer
+    labels read with missing values) and strings are labels. `name`: the target's name in messages (default "y")."""
+    name = "y" if name is None else str(name)
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of labels; got shape {y.shape}")
+    classes = np.unique(y)
+    if len(classes) < 2:
+        only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]  # 'a', not np.str_('a')
+        raise ValueError(f"target {name!r} has a single class ({only!r}); a classifier needs two")
+    fractional = [v for v in classes if isinstance(v, (float, np.floating)) and not float(v).is_integer()]
+    if fractional or len(classes) > len(y) / 2:
+        why = (f"{len(fractional)} of them not integers (e.g. {float(fractional[0])!r})" if fractional
+               else "more classes than half the rows")
+        raise ValueError(f"target {name!r} looks continuous, not like class labels: {len(classes)} distinct values in "
+                         f"{len(y)} rows, {why}; RRL makes one class per distinct value. Did you mean another column? "
+                         "(Bin a continuous target into classes first.)")
+    return classes
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Adam:
@@ -279,4 +306,4 @@ def _quantile_thresholds(
     return torch.tensor(columns, dtype=torch.float64).t().float()
 
 
-__all__ = ["RRLClassifier"]
+__all__ = ["RRLClassifier", "class_labels"]

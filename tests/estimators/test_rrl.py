@@ -99,3 +99,46 @@ def test_tied_columns_get_class_boundary_bounds_not_repeated_quantiles():
         assert len(splits - {len(column)}) == min(n, cuts), (j, sorted(splits), cuts)  # no slot spent on a copy
         spare_used += len(splits) - len(set(quantiles[:, j].tolist()))
     assert spare_used > 0  # the tied columns did get class-boundary cuts
+
+
+def test_unfitted_estimator_raises_not_fitted_error(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    clf, X = RRLClassifier(), load_wine(as_frame=True).data.iloc[:4]
+    calls = {
+        "predict": lambda: clf.predict(X), "predict_proba": lambda: clf.predict_proba(X),
+        "decision_function": lambda: clf.decision_function(X), "score": lambda: clf.score(X, [0, 1, 0, 1]),
+        "rules_": lambda: clf.rules_, "print_rules": clf.print_rules, "complexity": clf.complexity,
+        "explain": lambda: clf.explain(X), "measure_support": lambda: clf.measure_support(X),
+        "save_pretrained": lambda: clf.save_pretrained(tmp_path / "model"),
+    }
+    for call in calls.values():
+        with pytest.raises(NotFittedError):
+            call()
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_stray_bad_value_is_an_error_or_a_missing_value():
+    wine = load_wine(as_frame=True)
+    X = wine.data.astype(object)
+    X.loc[17, "alcohol"] = "13,2"  # a decimal comma: the column stays numeric, not 126 categories
+    with pytest.raises(ValueError, match=r"column 'alcohol' is continuous but row 17 holds '13,2'"):
+        RRLClassifier(**FAST).fit(X, wine.target)
+    clf = RRLClassifier(**dict(FAST, max_epochs=1, bad_values="missing")).fit(X, wine.target)
+    assert clf.processor_.discrete_columns == [] and clf.processor_.continuous_columns == list(wine.data.columns)
+    assert not any(" = " in r["rule"] for r in clf.rules_)  # no column became categories
+    assert clf.predict(X.iloc[17:18]).shape == (1,)
+
+
+@pytest.mark.parametrize("column, reason", [("alcohol", "not integers"), ("proline", "more classes than half")])
+def test_continuous_target_is_refused(column, reason):
+    """wine's alcohol (fractional) and proline (integer-valued, 121 values in 178 rows) are measurements, not
+    classes: one class per distinct value trains to nothing, so fit refuses them, naming the column and the count."""
+    wine = load_wine(as_frame=True).frame
+    X, y = wine.drop(columns=[column, "target"]), wine[column]
+    with pytest.raises(ValueError, match=rf"target '{column}' looks continuous.* {y.nunique()} distinct values in "
+                                         rf"{len(y)} rows, .*{reason}.*Did you mean another column\?"):
+        RRLClassifier(**FAST).fit(X, y)
+    from paperzoo.estimators.rrl import class_labels
+
+    assert list(class_labels(wine["target"].astype(float))) == [0.0, 1.0, 2.0]  # integral floats are labels
