@@ -126,7 +126,7 @@ def _rrl_train(args) -> None:
     from sklearn.model_selection import StratifiedKFold
 
     from . import metrics
-    from .estimators.rrl import RRLClassifier
+    from .estimators.rrl import RRLClassifier, class_labels
     from .processors.rrl import RRLProcessor
 
     data = Path(args.data)
@@ -136,6 +136,10 @@ def _rrl_train(args) -> None:
     output = Path(args.output) if args.output else Path(f"{data.stem}-rrl")
     _check_output(output)
     table = _read_table(data, header=not args.no_header)
+    # rows keep their line in the file as index label (kept through the drops below), so that an error about a value
+    # names it "line N" (one line per row: pandas skips blank lines, which would shift it)
+    table.index = table.index + (1 if args.no_header else 2)
+    table.index.name = "line"
     target = _resolve_target(table, args.target, header=not args.no_header)
 
     missing = table[target].isna().to_numpy()
@@ -144,16 +148,15 @@ def _rrl_train(args) -> None:
     if missing.any():
         print(f"dropping {int(missing.sum())} row(s) with no value in the target column {target!r}",
               file=sys.stderr)
-        table = table.loc[~missing].reset_index(drop=True)
+        table = table.loc[~missing]
     X = table.drop(columns=[target])
     y = table[target].to_numpy()
     if y.dtype.kind == "f" and np.all(y == np.round(y)):  # integer labels that pandas read as float (missing values)
         y = y.astype(np.int64)
     if X.shape[1] == 0:
         raise ValueError(f"{data} has no feature columns besides the target {target!r}")
-    classes, y_codes = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError(f"target column {target!r} has a single class ({classes[0]!r}); a classifier needs two")
+    classes = class_labels(y, target)  # refuses a single class or a continuous target before any training
+    y_codes = np.searchsorted(classes, y)
 
     discrete = None
     if args.discrete is not None:
@@ -165,16 +168,20 @@ def _rrl_train(args) -> None:
             raise ValueError(f"--discrete column(s) {unknown} are not in the table; its columns are "
                              f"{_names(X.columns)}")
     # fail before any training on a column that cannot be encoded (each fold fits its own processor later)
-    schema = RRLProcessor().fit(X, discrete=discrete)
+    schema = RRLProcessor(bad_values=args.bad_values).fit(X, discrete=discrete)
 
     estimator = RRLClassifier(
         layer_widths=tuple(args.layer_widths), num_thresholds=args.num_thresholds, activation=args.activation,
         temperature=args.temperature, weight_decay=args.weight_decay, learning_rate=args.learning_rate,
-        batch_size=args.batch_size, max_epochs=args.epochs, discrete=discrete, device=args.device,
-        kernel_backend=args.kernel_backend, random_state=args.seed, verbose=not args.quiet,
+        batch_size=args.batch_size, max_epochs=args.epochs, discrete=discrete, bad_values=args.bad_values,
+        device=args.device, kernel_backend=args.kernel_backend, random_state=args.seed, verbose=not args.quiet,
     )
     print(f"{data}: {len(X)} rows, {X.shape[1]} feature columns ({len(schema.discrete_columns)} discrete, "
           f"{len(schema.continuous_columns)} continuous), target {target!r} with {len(classes)} classes")
+    why = "named by --discrete" if discrete is not None else "no value is a number"
+    print(f"discrete columns (one-hot encoded; {why}): {_names(schema.discrete_columns)}")
+    missing_note = "; values that are not numbers count as missing" if args.bad_values == "missing" else ""
+    print(f"continuous columns (standardised{missing_note}): {_names(schema.continuous_columns)}")
     metric = metrics.load("macro_f1", keep_in_memory=True)
 
     def score(model, rows) -> dict:
@@ -247,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target", required=True, help="the label column (a position with --no-header; -1: last)")
     train.add_argument("--no-header", action="store_true", help="the CSV has no header: columns are named 0, 1, ...")
     train.add_argument("--discrete", default=None, metavar="COL,...",
-                       help="columns to one-hot encode (default: every non-numeric column; '' for none)")
+                       help="columns to one-hot encode (default: every column in which no value is a number; "
+                            "'' for none); the others are continuous")
+    train.add_argument("--bad-values", choices=("error", "missing"), default="error",
+                       help="a value that is not a number in a continuous column: 'error' (default: stop, naming "
+                            "the column, the line and the value) or 'missing' (treat it as a missing value)")
     train.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5; 0 skips it)")
     train.add_argument("--output", default=None, metavar="DIR", help="Hub folder to write (default: <csv stem>-rrl)")
     train.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")

@@ -64,6 +64,8 @@ def test_train_succeeds(trained):
     code, out, err, _ = trained
     assert code == 0, err[-2000:]
     assert "958 rows, 9 feature columns (9 discrete, 0 continuous), target 'class' with 2 classes" in out
+    assert f"discrete columns (one-hot encoded; no value is a number): {TIC_TAC_TOE_COLUMNS}\n" in out
+    assert "continuous columns (standardised): []\n" in out
 
 
 def test_fold_and_mean_lines(trained):
@@ -168,6 +170,46 @@ def test_non_numeric_continuous_column(csv, capsys):
     err = _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", discrete])
     assert "'bottom_right'" in err and "non-numeric" in err
     assert "'nine'" in _error(capsys, ["rrl", "train", str(csv), "--target", "class", "--discrete", "top_left,nine"])
+
+
+@pytest.fixture(scope="module")
+def wine_csv(tmp_path_factory) -> Path:
+    """scikit-learn's wine as a CSV (13 numeric columns, then `target`), with 'abc' in `alcohol` on data row 17."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame.astype({"alcohol": object})
+    frame.loc[17, "alcohol"] = "abc"
+    path = tmp_path_factory.mktemp("wine") / "wine.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_stray_bad_value_names_column_line_and_value(wine_csv, tmp_path, capsys):
+    err = _error(capsys, ["rrl", "train", str(wine_csv), "--target", "target", "--output", str(tmp_path / "out")])
+    line = 17 + 2  # the header is line 1, data row 0 is line 2
+    assert f"column 'alcohol' is continuous but line {line} holds 'abc', which is not a number" in err
+    assert wine_csv.read_text().splitlines()[line - 1].startswith("abc,")  # the line the message names
+    assert "--bad-values missing" in err and not (tmp_path / "out").exists()
+
+
+def test_bad_values_missing_keeps_the_column_continuous(wine_csv, tmp_path):
+    code, out, err = _run(["rrl", "train", str(wine_csv), "--target", "target", "--bad-values", "missing",
+                           "--folds", "0", "--epochs", "1", "--layer-widths", "4", "--kernel-backend", "reference",
+                           "--quiet", "--output", str(tmp_path / "out")])
+    assert code == 0, err[-2000:]
+    columns = list(pd.read_csv(wine_csv).columns[:-1])
+    assert "178 rows, 13 feature columns (0 discrete, 13 continuous), target 'target' with 3 classes" in out
+    assert "discrete columns (one-hot encoded; no value is a number): []\n" in out
+    assert f"continuous columns (standardised; values that are not numbers count as missing): {columns}\n" in out
+
+
+def test_continuous_target_is_one_clear_error(wine_csv, tmp_path, capsys):
+    distinct = pd.read_csv(wine_csv)["malic_acid"].nunique()
+    err = _error(capsys, ["rrl", "train", str(wine_csv), "--target", "malic_acid", "--bad-values", "missing",
+                          "--output", str(tmp_path / "out")])
+    assert err.count("\n") == 1 and "target 'malic_acid' looks continuous" in err
+    assert f"{distinct} distinct values in 178 rows" in err and "Did you mean another column?" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_device_is_a_usage_error(csv, capsys):
