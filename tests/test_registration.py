@@ -40,6 +40,9 @@ with tempfile.TemporaryDirectory() as folder:
     assert type(AutoFeatureExtractor.from_pretrained(folder)) is RRLProcessor
     assert type(pipeline("tabular-classification", model=folder, device="cpu")) is TabularClassificationPipeline
 assert "tabular-classification" in PIPELINE_REGISTRY.get_supported_tasks()
+if "peft" in sys.modules:  # the orders that import peft (tests/modeling/test_peft.py checks what the defaults do)
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA
+    assert LORA["paperzoo_retnet"] == LORA["llama"], LORA.get("paperzoo_retnet")
 # the hooks leave no trace on transformers' modules: each keeps the loader it was found with
 hooked = [m for m in list(sys.modules.values()) if type(getattr(m, "__loader__", None)).__module__.startswith("paperzoo")]
 assert hooked == [], hooked
