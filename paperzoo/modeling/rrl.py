@@ -23,6 +23,7 @@ from transformers.utils import can_return_tuple
 
 from ..configuration.rrl import RRLConfig
 from ..kernels.logical import GradGraft, logical_binarized, logical_grafted, logical_nlaf, logical_product
+from .inputs import reject_unused_kwargs
 
 KINDS = ("conjunction", "disjunction")
 
@@ -58,8 +59,7 @@ class RRLBinarization(nn.Module):
         parts = [x_disc, 1 - x_disc] if self.use_not else [x_disc]
         if x_cont.shape[1]:
             bounds = self.thresholds.t()  # [d_cont, n]
-            above = torch.gt(x_cont[:, :, None], bounds, out=x.new_empty(len(x), *bounds.shape))  # no bool tensor
-            above = above.flatten(1)  # [B, d_cont·n]
+            above = (x_cont[:, :, None] > bounds).to(x.dtype).flatten(1)  # [B, d_cont·n]
             parts += [above, 1 - above]
         return torch.cat(parts, dim=1)
 
@@ -191,6 +191,7 @@ class RRLForTabularClassification(RRLPreTrainedModel):
         labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        reject_unused_kwargs(self, kwargs)
         self._check_input(input_features)
         x = input_features.to(self.classifier.weight.dtype)
         if not self.training:  # evaluation is the discrete model (official `net.forward` at test time)

@@ -1,0 +1,165 @@
+"""The architectures the model contract runs on. A new architecture joins by adding one `Architecture` entry to
+`ARCHITECTURES`; a check that does not apply to it is named in `not_applicable` with the reason, never skipped.
+
+Each entry gives a tiny config (hidden 32, 2 layers, as transformers' own model testers do), the model classes with the
+Auto class that loads each, inputs and labels for a batch, and config values that must be refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from transformers import PreTrainedConfig, PreTrainedModel
+
+import paperzoo
+
+# Checks that only some architectures can take; every other check runs on every entry.
+CAPABILITIES = {
+    "generation": "a causal LM head: generate (greedy, beam, sample), caches, left padding",
+    "token_embeddings": "token ids in, an embedding matrix: inputs_embeds, resize_token_embeddings, tied weights",
+    "hidden_states": "output_hidden_states returns one state per layer plus the final one",
+    "activation_checkpointing": "repeated blocks that activation_checkpointing_enable() wraps",
+    "peft": "default LoRA target modules registered with PEFT for the model type",
+}
+
+
+@dataclass(frozen=True)
+class ModelClass:
+    cls: type[PreTrainedModel]
+    auto: str  # the transformers Auto class that loads it
+    task: str | None  # what its labels are: "causal_lm", "classification" (one label per row), None (no head)
+    peft_task: str  # PEFT's TaskType for LoraConfig(task_type=...)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    config_class: type[PreTrainedConfig]
+    tiny: Callable[..., PreTrainedConfig]  # tiny config; keyword overrides
+    classes: tuple[ModelClass, ...]
+    inputs: Callable[[PreTrainedConfig, int, int], dict]  # (config, rows, seed) -> forward kwargs
+    bad_values: tuple[tuple[str, object], ...]  # (field, value) that the config must refuse
+    not_applicable: dict[str, str] = field(default_factory=dict)  # capability -> why it does not apply
+    prepare: Callable[[PreTrainedModel], None] = lambda model: None  # in place, after construction (e.g. sharpen)
+    atol: float = 1e-10  # float64 agreement between two computations of the same function
+
+    def supports(self, capability: str) -> bool:
+        return capability not in self.not_applicable
+
+    def model(self, model_class: ModelClass, seed: int = 0, dtype=torch.float64, **overrides) -> PreTrainedModel:
+        """A tiny model of `model_class`, seeded, in eval mode."""
+        torch.manual_seed(seed)
+        model = model_class.cls(self.tiny(**overrides)).to(dtype).eval()
+        self.prepare(model)
+        return model
+
+    def labels(self, model_class: ModelClass, config: PreTrainedConfig, inputs: dict, seed: int) -> torch.Tensor:
+        if model_class.task == "causal_lm":
+            return inputs["input_ids"].clone()
+        rows = next(iter(inputs.values())).shape[0]
+        return torch.randint(0, config.num_labels, (rows,), generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# RetNet
+
+
+def _retnet_config(**overrides):
+    kwargs = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                  chunk_size=8, kernel_backend="reference", pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                  num_labels=3)
+    kwargs.update(overrides)
+    return paperzoo.RetNetConfig(**kwargs)
+
+
+def _token_ids(config, rows: int, seed: int, length: int = 13) -> dict:
+    ids = torch.randint(3, config.vocab_size, (rows, length), generator=torch.Generator().manual_seed(seed))
+    return {"input_ids": ids}
+
+
+def _sharpen_retnet(model):
+    """8× larger q/k than the 2^-2.5 xavier init, so that outputs depend on the context and a cache that drops or
+    repeats tokens changes the logits measurably."""
+    with torch.no_grad():
+        for layer in model.base_model.layers:
+            layer.retention.q_proj.weight.mul_(8)
+            layer.retention.k_proj.weight.mul_(8)
+
+
+RETNET = Architecture(
+    name="retnet",
+    config_class=paperzoo.RetNetConfig,
+    tiny=_retnet_config,
+    classes=(
+        ModelClass(paperzoo.RetNetModel, "AutoModel", None, "FEATURE_EXTRACTION"),
+        ModelClass(paperzoo.RetNetForCausalLM, "AutoModelForCausalLM", "causal_lm", "CAUSAL_LM"),
+        ModelClass(paperzoo.RetNetForSequenceClassification, "AutoModelForSequenceClassification", "classification",
+                   "SEQ_CLS"),
+    ),
+    inputs=_token_ids,
+    bad_values=(("hidden_size", 0), ("num_attention_heads", 3), ("intermediate_size", -4), ("value_size", 51),
+                ("chunk_size", 24), ("kernel_backend", "cuda"), ("hidden_act", "nope"), ("vocab_size", 0),
+                ("rms_norm_eps", -1.0), ("rope_theta", 0.0)),
+    prepare=_sharpen_retnet,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# RRL
+
+
+def _rrl_config(**overrides):
+    kwargs = dict(num_discrete_features=4, num_continuous_features=3, num_thresholds=3, layer_widths=[6, 6],
+                  use_not=True, use_skip=True, num_labels=3, kernel_backend="reference")
+    kwargs.update(overrides)
+    return paperzoo.RRLConfig(**kwargs)
+
+
+def _table_rows(config, rows: int, seed: int) -> dict:
+    """One-hot discrete block (one column of 2 and one of 2 categories) and standardised continuous columns."""
+    g = torch.Generator().manual_seed(seed)
+    d, c = config.num_discrete_features, config.num_continuous_features
+    onehot = torch.zeros(rows, d)
+    for start in range(0, d, 2):  # columns of two categories each
+        width = min(2, d - start)
+        onehot[torch.arange(rows), start + torch.randint(0, width, (rows,), generator=g)] = 1.0
+    return {"input_features": torch.cat([onehot, torch.randn(rows, c, generator=g)], dim=1)}
+
+
+RRL = Architecture(
+    name="rrl",
+    config_class=paperzoo.RRLConfig,
+    tiny=_rrl_config,
+    classes=(ModelClass(paperzoo.RRLForTabularClassification, "AutoModel", "classification", "SEQ_CLS"),),
+    inputs=_table_rows,
+    bad_values=(("num_discrete_features", -1), ("num_thresholds", 0), ("layer_widths", [4, 0]),
+                ("activation", "relu"), ("grafting", "double"), ("alpha", 1.5), ("beta", 0.5), ("gamma", 0.0),
+                ("temperature", -1.0), ("weight_decay", -0.1), ("kernel_backend", "cuda"), ("num_labels", 1)),
+    not_applicable={
+        "generation": "a classifier of table rows, not a language model",
+        "token_embeddings": "inputs are one-hot and standardised table columns, not token ids",
+        "hidden_states": "its layers are logical layers of different widths; rules are read with extract_rules",
+        "activation_checkpointing": "no repeated blocks: binarization, a few logical layers and a linear layer",
+        "peft": "its logical layers are products/unions of clipped weights, not linear maps a low-rank update "
+                "preserves; fine-tuning is retraining (RRLClassifier.fit)",
+    },
+)
+
+
+ARCHITECTURES = (RETNET, RRL)
+
+
+def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:
+    """pytest params (architecture, model class) for every class of every architecture that has `capability`, and
+    whose head is one of `tasks` when given."""
+    return [pytest.param(arch, mc, id=f"{arch.name}-{mc.cls.__name__}")
+            for arch in ARCHITECTURES if capability is None or arch.supports(capability)
+            for mc in arch.classes if tasks is None or mc.task in tasks]
+
+
+def architectures(capability: str | None = None) -> list:
+    return [pytest.param(arch, id=arch.name) for arch in ARCHITECTURES
+            if capability is None or arch.supports(capability)]
