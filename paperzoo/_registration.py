@@ -4,8 +4,9 @@
 `AutoFeatureExtractor`, `pipeline(task)` and PEFT's default target modules must know every paperzoo architecture
 whether paperzoo or transformers / peft is imported first. Registration therefore runs from post-import hooks:
 `install()` (called by `paperzoo/__init__.py`) puts a finder first on `sys.meta_path`. For each module watched (the
-registries below, and the modules a registration must not overtake), it wraps the loader found by the other finders; once
-the module's code has run, the original loader is put back on the module and every registration now able to run runs:
+registries below, and the modules a registration must not overtake), it wraps the loader found by the other finders;
+once the module's code has run, the original loader is put back on the module and every registration now able to run
+runs:
 
     trigger module (a registry)                        registration
     transformers.models.auto.configuration_auto        AutoConfig.register(model_type, config class)
@@ -16,8 +17,8 @@ the module's code has run, the original loader is put back on the module and eve
 
 A registration runs once its trigger has been imported (at once if it already was when `install()` runs) and while
 none of the modules it imports is still executing; otherwise it waits for that module to finish. That covers a
-paperzoo module that imports its own registry (`paperzoo.pipelines.tabular_classification` imports transformers.pipelines
-and is still executing when it completes), and keeps model classes from being imported while
+paperzoo module that imports its own registry (`paperzoo.pipelines.tabular_classification` imports
+transformers.pipelines and is still executing when that completes), and keeps model classes from being imported while
 transformers.modeling_utils is executing (it imports configuration_auto; modeling_auto it imports in no version seen).
 
 ARCHITECTURES is the one table: per model type, the config class, each Auto class with the class it loads, the pipeline
@@ -26,8 +27,9 @@ its registry is.
 
 What this relies on: the trigger module names above and the public `register` / `register_pipeline` functions in them;
 PEFT's `TRANSFORMERS_MODELS_TO_*_MODULES_MAPPING` dicts, which its tuners read through the same objects. A trigger that
-transformers or PEFT renames is never imported, so its registration never runs: tests/test_registration.py then fails
-(a paperzoo class no longer resolves), while an Auto class renamed in a trigger fails its import with AttributeError.
+transformers or PEFT renames is never imported, so its registration never runs: tests/test_registration.py and
+tests/modeling/test_peft.py then fail (a paperzoo class or default no longer resolves); an Auto class renamed inside a
+trigger makes that trigger's import fail with AttributeError.
 """
 
 from __future__ import annotations

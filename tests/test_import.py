@@ -1,5 +1,5 @@
-"""`import paperzoo` is cheap (no torch, no transformers: the `paperzoo` command answers at once) and still exposes every
-public class and subpackage as an attribute, imported on first access."""
+"""`import paperzoo` is cheap (no torch, no transformers: the `paperzoo` command answers at once) and still exposes
+every public class and subpackage as an attribute, imported on first access."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ if "peft" in sys.modules:  # the orders that import peft (tests/modeling/test_pe
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA
     assert LORA["paperzoo_retnet"] == LORA["llama"], LORA.get("paperzoo_retnet")
 # the hooks leave no trace on transformers' modules: each keeps the loader it was found with
-hooked = [m for m in list(sys.modules.values()) if type(getattr(m, "__loader__", None)).__module__.startswith("paperzoo")]
+hooked = [m.__name__ for m in list(sys.modules.values())
+          if type(getattr(m, "__loader__", None)).__module__.startswith("paperzoo")]
 assert hooked == [], hooked
 print("registered")
 """
