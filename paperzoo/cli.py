@@ -14,20 +14,125 @@ def _convert_torchscale_retnet(args) -> None:
 
 
 def _export(args) -> None:
+    """Load a saved paperzoo model folder with paperzoo's own classes (never the folder's code, never the Hub) and
+    write it as a self-contained Hub folder, with its tokenizer / processor when the folder has them."""
+    from pathlib import Path
+
     import transformers
 
     from .hub import export
+    from .hub.export import registered_auto_classes
 
-    auto_class = getattr(transformers, args.auto_class, None) if args.auto_class.startswith("Auto") else None
-    if auto_class is None:
-        raise ValueError(f"--auto-class={args.auto_class!r} is not a transformers Auto class")
-    model = auto_class.from_pretrained(args.model)
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(args.model)
-    except (OSError, ValueError):  # no tokenizer files next to the model: export the model alone
+    source = _model_folder(args.model)
+    output = Path(args.output)
+    _check_output(output)
+    config_class, model_type, architectures = _paperzoo_config(source)
+    registered = registered_auto_classes(config_class)
+    auto_class = getattr(transformers, _pick_auto_class(registered, model_type, architectures, args.auto_class))
+    local = {"trust_remote_code": False, "local_files_only": True}
+    with _one_line_load_errors(source):
+        model = auto_class.from_pretrained(source, **local)
         tokenizer = None
-    export(model, args.output, tokenizer=tokenizer)
+        if any((source / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json")):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **local)
+        processor = None
+        for name, file_name in _PROCESSOR_FILES:
+            if name in registered and (source / file_name).is_file():
+                processor = getattr(transformers, name).from_pretrained(source, **local)
+                break
+    export(model, output, tokenizer=tokenizer, processor=processor)
     print(f"exported {args.model} -> {args.output}")
+
+
+# preprocessing Auto classes an exported folder may hold, and the file each reads
+_PROCESSOR_FILES = (("AutoProcessor", "processor_config.json"), ("AutoFeatureExtractor", "preprocessor_config.json"),
+                    ("AutoImageProcessor", "preprocessor_config.json"))
+
+
+def _model_folder(text: str):
+    """The folder `text` if it holds config.json; anything else (a file, a missing path, a Hub repo id) is refused at
+    once: `export` reads local folders only and never asks the Hub."""
+    from pathlib import Path
+
+    path = Path(text)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{text} has no config.json, so it is not a saved model folder (model.save_pretrained or "
+                             "`paperzoo rrl train` writes one)")
+        return path
+    if path.exists():
+        raise ValueError(f"{text} is a file, not a saved model folder (a folder with config.json and the weights)")
+    hint = ""
+    if text.count("/") == 1 and not path.suffix and _valid_repo_id(text):
+        hint = f"; if {text} is a Hub repo id, download it first: hf download {text} --local-dir DIR"
+    raise FileNotFoundError(f"{text}: no such folder{hint}")
+
+
+def _valid_repo_id(text: str) -> bool:
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _paperzoo_config(folder):
+    """(registered config class, model_type, architectures) from the folder's config.json, or ValueError."""
+    import json
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    known = sorted(k for k, v in CONFIG_MAPPING._extra_content.items() if v.__module__.startswith(__package__ + "."))
+    model_type = config.get("model_type")
+    if model_type not in known:
+        raise ValueError(f"{path}: model_type={model_type!r} is not a paperzoo architecture (paperzoo exports "
+                         f"{', '.join(known)})")
+    architectures = config.get("architectures") or []
+    return CONFIG_MAPPING._extra_content[model_type], model_type, list(architectures)
+
+
+def _pick_auto_class(registered: dict, model_type: str, architectures: list[str], requested: str | None) -> str:
+    """The Auto class that loads the model: `requested` if paperzoo registers it for `model_type`; by default the one
+    registered for the class named in config.json `architectures`, else the first head (AutoModelForCausalLM, ...,
+    AutoModel last)."""
+    from .hub.cards import PIPELINE_TAGS
+
+    heads = sorted((n for n in registered if n.startswith("AutoModel")),
+                   key=lambda n: (list(PIPELINE_TAGS).index(n) if n in PIPELINE_TAGS else len(PIPELINE_TAGS), n))
+    if requested is not None:
+        if requested not in heads:
+            raise ValueError(f"--auto-class={requested}: paperzoo registers {model_type} models with "
+                             f"{', '.join(heads)} only")
+        return requested
+    named = [n for n in heads if getattr(registered[n], "__name__", None) in architectures]
+    if not (named or heads):
+        raise ValueError(f"paperzoo registers no model class for {model_type}")
+    return (named or heads)[0]
+
+
+class _one_line_load_errors:
+    """transformers' loading errors (missing or corrupt weights, ...) as one ValueError line naming the folder."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if isinstance(err, (OSError, ValueError)) and not isinstance(err, FileNotFoundError):
+            first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise ValueError(f"cannot load the model in {self.folder}: {first}") from err
+        return False
 
 
 def _push(args) -> None:
@@ -228,18 +333,33 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--output", required=True)
     ts.set_defaults(func=_convert_torchscale_retnet)
 
-    export = sub.add_parser("export", help="write a self-contained Hub folder (remote code, card, weights)")
-    export.add_argument("model", help="a saved paperzoo model folder")
-    export.add_argument("output")
-    export.add_argument("--auto-class", default="AutoModelForCausalLM",
-                        help="transformers Auto class that loads the model (default: AutoModelForCausalLM)")
+    export = sub.add_parser(
+        "export", help="write a self-contained Hub folder (remote code, card, weights)",
+        description="Load a saved paperzoo model folder (model.save_pretrained, `paperzoo rrl train`, `paperzoo convert`) "
+                    "with paperzoo's classes and write it as a self-contained Hub folder: weights, config.json with "
+                    "auto_map, flat remote code, model card, and the folder's tokenizer or processor. Only local "
+                    "folders are read; to export a Hub repo, download it first (hf download REPO --local-dir DIR).",
+    )
+    export.add_argument("model", metavar="FOLDER", help="a local folder with config.json (never a Hub repo id)")
+    export.add_argument("output", metavar="OUTPUT", help="the folder to write (replaced as a whole if it is a saved "
+                                                         "model; refused if it is another non-empty folder)")
+    export.add_argument("--auto-class", default=None, metavar="AUTO_CLASS",
+                        help="the Auto class that loads the model, to pick another head (default: inferred from "
+                             "config.json: the class paperzoo registers for its model_type and architectures, e.g. "
+                             "AutoModelForCausalLM for RetNet, AutoModel for RRL)")
     export.set_defaults(func=_export)
 
-    push = sub.add_parser("push", help="upload an exported folder to the Hub")
-    push.add_argument("folder")
-    push.add_argument("repo_id")
-    push.add_argument("--token", default=None)
-    push.add_argument("--private", action="store_true")
+    push = sub.add_parser(
+        "push", help="upload an exported folder to the Hub",
+        description="Create the model repo if needed and upload every file of FOLDER in one commit. The endpoint is "
+                    "HF_ENDPOINT (default https://huggingface.co); the token --token, else HF_TOKEN, else "
+                    "`hf auth login`.",
+    )
+    push.add_argument("folder", metavar="FOLDER", help="an exported folder (paperzoo export, model.save_pretrained)")
+    push.add_argument("repo_id", metavar="REPO_ID", help="namespace/name on the Hub")
+    push.add_argument("--token", default=None, help="a Hub token with write access (default: HF_TOKEN or the login)")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its "
+                                                             "visibility)")
     push.set_defaults(func=_push)
 
     rrl = sub.add_parser("rrl", help="Rule-based Representation Learner (RRL) on a CSV table")
@@ -281,12 +401,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .hub.push import PushError
+
+    # One line on stderr, no traceback: usage errors (bad arguments, files, values) exit 2, the Hub's refusals and
+    # unreachable endpoints exit 1.
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as err:
-        print(f"paperzoo {args.command}: error: {err}", file=sys.stderr)
+        _print_error(args, err)
         return 2
+    except PushError as err:
+        _print_error(args, err)
+        return 1
     return 0
+
+
+def _print_error(args, err: BaseException) -> None:
+    print(f"paperzoo {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

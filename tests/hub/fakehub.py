@@ -12,7 +12,10 @@ The server (stdlib `http.server`, one thread per request) keeps model repos in m
                                                            RepoNotFound
     GET /api/whoami-v2                                  -> user "testuser"
     GET /api/models/{ns}/{name}[/revision/{rev}]        -> model_info with siblings
-Anything else answers 404 and is recorded in `unhandled`, so a test can assert that the fake was enough.
+    GET /api/agent-harnesses                            -> an empty registry (huggingface_hub 2.4 fetches it once
+                                                           a day for its user agent)
+With `FakeHub(tokens={...})` every request must carry one of those tokens (Authorization: Bearer) or gets 401, as the
+Hub answers an unknown or missing token. Anything else answers 404 and is recorded in `unhandled`, so a test can assert that the fake was enough.
 Clients must set HF_ENDPOINT before huggingface_hub.constants is first imported: run them in a fresh process.
 """
 
@@ -55,7 +58,8 @@ class Repo:
 
 
 class FakeHub:
-    def __init__(self):
+    def __init__(self, tokens: set[str] | None = None):
+        self.tokens = tokens  # None: any token (or none) is accepted
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str, int]] = []
         self.unhandled: list[tuple[str, str]] = []
@@ -175,9 +179,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes --------------------------------------------------------------------------------------------------
 
+    def _authorized(self, head: bool = False) -> bool:
+        tokens = self.hub.tokens
+        header = self.headers.get("Authorization", "")
+        if tokens is None or (header.startswith("Bearer ") and header[len("Bearer "):] in tokens):
+            return True
+        self._error(401, "Unauthorized", "Invalid credentials in Authorization header", head)
+        return False
+
     def do_POST(self):
         parts, body = self._parts(), self._body()
         hub = self.hub
+        if not self._authorized():
+            return None
         if parts == ["api", "repos", "create"]:
             payload = json.loads(body or b"{}")
             if payload.get("type", "model") not in (None, "model"):
@@ -225,6 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _get(self, head: bool) -> None:
         parts = self._parts()
         hub = self.hub
+        if not self._authorized(head):
+            return None
+        if parts == ["api", "agent-harnesses"]:
+            return self._json(200, {"standardEnvVars": [], "harnesses": {}})
         if parts == ["api", "whoami-v2"]:
             return self._json(200, {"type": "user", "name": USER, "fullname": "Test User", "orgs": [],
                                     "auth": {"type": "access_token",
