@@ -18,9 +18,19 @@ needs `processor=`. transformers gives a folder's `custom_pipelines` precedence 
 name: with the package imported, `pipeline(task, model=folder)` on an exported folder still asks for
 `trust_remote_code=True` (and then runs the folder's pipeline class with the package's model and processor classes).
 
+`model.save_pretrained` and `model.push_to_hub`: paperzoo's models inherit `paperzoo.modeling.hub_mixin.
+PaperzooHubMixin`, whose two methods call `save_pretrained` / `push_to_hub` below (found by name: the mixin is bundled,
+this module is not). One implementation serves all three: `_build` writes the folder through transformers' own
+save_pretrained (never the override, so nothing recurses). `export` replaces a whole folder; `save_pretrained` writes
+into the given folder with every transformers argument (Trainer's `state_dict=`, `max_shard_size`, `variant`,
+`push_to_hub`, ...), keeping files it does not write (a Trainer's optimizer state) and an existing README.md;
+`push_to_hub` uploads the folder with paperzoo's card (transformers' own would replace README.md by the repo's current
+card or a generic one). Saved alone, a model whose pipeline needs a processor is saved without the pipeline.
+
 Atomicity: the folder is built in a hidden temporary sibling (`.<name>.tmp-*`) and renamed into place only once it is
 complete and validated. An existing folder is moved aside first and deleted after the rename; on any error the old
-folder is left as it was and the temporary one is removed.
+folder is left as it was and the temporary one is removed. `save_pretrained` builds in a hidden temporary folder inside
+the target and renames each file into place (config.json last); a failure leaves the target as it was.
 
 Remote-code bundles are flat: transformers copies only the files named by `from .sibling import X` lines, and its
 `check_imports` demands every package imported outside `try:`. The package sources are therefore rewritten.
@@ -65,9 +75,11 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -509,7 +521,22 @@ def custom_pipelines(model, top: str, auto_map: dict, processor=None) -> dict[st
     pipeline class is defined in `top` and lists the model's `model_type` in its `model_types` attribute, as
     {task: (pipeline class, config.json `custom_pipelines` entry {"impl": "<flat module>.<Class>", "pt": [Auto class
     names]})}. With exactly one task, `pipeline(model=folder, trust_remote_code=True)` infers it where `top` is not
-    installed."""
+    installed. A task whose pipeline needs a feature extractor raises without `processor`."""
+    tasks = _pipeline_tasks(model, top, auto_map)
+    for task in _needing_processor(tasks, processor):
+        raise ExportError(f"pipeline task {task!r} needs the model's feature extractor: export(model, folder, "
+                          "processor=...)")
+    return tasks
+
+
+def _needing_processor(tasks: dict[str, tuple[type, dict]], processor) -> list[str]:
+    """The tasks whose pipeline requires a feature extractor, when there is no `processor`."""
+    if processor is not None:
+        return []
+    return [task for task, (impl, _) in tasks.items() if getattr(impl, "_load_feature_extractor", None) is True]
+
+
+def _pipeline_tasks(model, top: str, auto_map: dict) -> dict[str, tuple[type, dict]]:
     import transformers
     from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -529,9 +556,6 @@ def custom_pipelines(model, top: str, auto_map: dict, processor=None) -> dict[st
         if unregistered:
             raise ExportError(f"pipeline task {task!r} loads the model with {unregistered}, which "
                               f"{type(model.config).__name__} is not registered with")
-        if getattr(impl, "_load_feature_extractor", None) is True and processor is None:
-            raise ExportError(f"pipeline task {task!r} needs the model's feature extractor: export(model, folder, "
-                              "processor=...)")
         entry = {"impl": _class_ref(impl, top), "pt": pt}
         if "type" in info:
             entry["type"] = info["type"]
@@ -564,7 +588,20 @@ def _add_processor_auto_map(folder: Path, obj, top: str, auto_map: dict) -> None
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _build(model, folder: Path, tokenizer, processor, repo_id: str) -> None:
+def _transformers_save(model, folder: Path, save_kwargs: dict) -> None:
+    """transformers' own `save_pretrained` (config.json, generation_config.json, weights), never paperzoo's override
+    (paperzoo.modeling.hub_mixin), which is what calls the exporter: the export does not recurse."""
+    save = getattr(model, "_transformers_save_pretrained", None) or model.save_pretrained
+    save(folder, **save_kwargs)
+
+
+def _build(model, folder: Path, tokenizer, processor, repo_id: str, *, save_kwargs: dict | None = None,
+           card: bool = True, tags: Iterable[str] = (), strict: bool = True) -> None:
+    """Write the self-contained folder into the empty folder `folder`.
+
+    `save_kwargs` go to transformers' save_pretrained. `card`: render README.md. `tags`: added to the card's tags.
+    `strict` (export): a pipeline task that needs the processor raises without one; otherwise (save_pretrained, which
+    saves the model alone) the task's pipeline is left out of the folder."""
     from . import cards
 
     model_class, config_class = type(model), type(model.config)
@@ -575,23 +612,30 @@ def _build(model, folder: Path, tokenizer, processor, repo_id: str) -> None:
     auto_map, roots = _auto_map(config_class, top, [o for o in (tokenizer, processor) if o is not None])
     if not any(v == _class_ref(model_class, top) for v in auto_map.values()):
         raise ExportError(f"{model_class.__name__} is not registered with any Auto class for {config_class.__name__}")
-    pipelines = custom_pipelines(model, top, auto_map, processor)
+    tasks = custom_pipelines(model, top, auto_map, processor) if strict else _pipeline_tasks(model, top, auto_map)
+    left_out = _needing_processor(tasks, processor)
+    if left_out:
+        logger.info("%s saved without its processor: the pipeline task(s) %s are not part of the folder (save it with "
+                    "paperzoo.hub.export(model, folder, processor=...) to have them)", model_class.__name__, left_out)
+    pipelines = {task: value for task, value in tasks.items() if task not in left_out}
     roots = list(dict.fromkeys(roots + [impl.__module__ for impl, _ in pipelines.values()]))
 
-    model.save_pretrained(folder)  # config.json, generation_config.json, model.safetensors
+    _transformers_save(model, folder, save_kwargs or {})  # config.json, generation_config.json, weights
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["auto_map"] = auto_map
+    # Under its own name, transformers would load the bundled pipeline instead of the registered one, and ask for
+    # trust_remote_code, even where paperzoo is imported; prefixed, `pipeline(task, model=folder)` uses paperzoo's,
+    # and `pipeline(model=folder, trust_remote_code=True)` still finds the bundled one elsewhere. A model loaded from
+    # an exported folder carries the entry in its config: it is rewritten (or dropped) here.
+    config.pop("custom_pipelines", None)
     if pipelines:
-        # Under its own name, transformers would load the bundled pipeline instead of the registered one, and ask
-        # for trust_remote_code, even where paperzoo is imported; prefixed, `pipeline(task, model=folder)` uses
-        # paperzoo's, and `pipeline(model=folder, trust_remote_code=True)` still finds the bundled one elsewhere.
         config["custom_pipelines"] = {f"{top}-{task}": entry for task, (_, entry) in pipelines.items()}
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    pickles = [p.name for p in folder.iterdir() if p.suffix in _WEIGHT_PICKLES]
-    safetensors = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
-    if pickles or not safetensors:
-        raise ExportError(f"save_pretrained did not write safetensors only: {sorted(p.name for p in folder.iterdir())}")
+    names = sorted(p.name for p in folder.iterdir())
+    pickles = [n for n in names if n.endswith(_WEIGHT_PICKLES)]
+    if pickles or not any(n.endswith(".safetensors") for n in names):
+        raise ExportError(f"save_pretrained did not write safetensors only: {names}")
 
     for name, text in build_remote_code(roots).items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -600,9 +644,13 @@ def _build(model, folder: Path, tokenizer, processor, repo_id: str) -> None:
     if processor is not None:
         processor.save_pretrained(folder)
         _add_processor_auto_map(folder, processor, top, auto_map)
-    card = cards.render_card(model, tokenizer=tokenizer, processor=processor, repo_id=repo_id, auto_map=auto_map,
-                             pipeline_tag=next(iter(pipelines), None))
-    card.save(folder / "README.md")
+    if card:
+        rendered = cards.render_card(model, tokenizer=tokenizer, processor=processor, repo_id=repo_id,
+                                     auto_map=auto_map, pipeline_tag=next(iter(tasks), None))
+        extra = [t for t in tags if t not in (rendered.data.tags or [])]
+        if extra:
+            rendered.data.tags = list(rendered.data.tags or []) + extra
+        rendered.save(folder / "README.md")
 
     entries = {str(v).partition(".")[0] for v in auto_map.values() if isinstance(v, str)}
     entries |= {entry["impl"].rpartition(".")[0] for _, entry in pipelines.values()}
@@ -619,6 +667,8 @@ def export(model, folder: str | os.PathLike, tokenizer=None, processor=None, *, 
         repo_id: the Hub id the card's usage snippet loads (default: the folder's name).
 
     Raises ExportError (a ValueError) when the package sources cannot be bundled; nothing is written then.
+    `model.save_pretrained(folder)` writes the same folder for the model alone, into an existing folder (see
+    `save_pretrained` below).
     """
     folder = Path(folder).absolute()
     if folder.exists() and not folder.is_dir():
@@ -632,6 +682,118 @@ def export(model, folder: str | os.PathLike, tokenizer=None, processor=None, *, 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# model.save_pretrained / model.push_to_hub (paperzoo.modeling.hub_mixin calls these for paperzoo models)
+
+_GENERATED = "# Generated by paperzoo.hub.export"
+
+
+def save_pretrained(model, save_directory, *args, **kwargs):
+    """`model.save_pretrained(save_directory, ...)` for a paperzoo model: transformers' save_pretrained with the same
+    arguments, made self-contained like `export` (auto_map, flat remote code, the card when the folder has no
+    README.md), but written into `save_directory` as it is: files this save does not produce stay (Trainer writes its
+    optimizer and state beside the model). Each file is written in a hidden temporary folder inside `save_directory`
+    and renamed into place (config.json last); weight files and generated code files of an earlier save that this one
+    does not rewrite are removed, as transformers removes stale weight shards.
+
+    `push_to_hub=True` (with `repo_id`, `commit_message`, `create_pr`, `token`, `private`) then uploads the files
+    written. PEFT adapters and `distributed_checkpoint=True` are saved by transformers alone: they are not models a Hub
+    folder could load on its own."""
+    from transformers import PreTrainedModel
+
+    base = model._transformers_save_pretrained
+    # transformers' arguments by name, whether passed by position or keyword (TypeError as transformers would give)
+    signature = inspect.signature(PreTrainedModel.save_pretrained)
+    bound = signature.bind(model, save_directory, *args, **kwargs)
+    var_kw = next((p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    first = next(iter(signature.parameters))  # self
+    options = {k: v for k, v in bound.arguments.items() if k not in (first, "save_directory", var_kw)}
+    extra = dict(bound.arguments.get(var_kw, {})) if var_kw else {}
+
+    if getattr(model, "_hf_peft_config_loaded", False) or options.get("distributed_checkpoint"):
+        return base(save_directory, *args, **kwargs)
+    push_to_hub = options.pop("push_to_hub", False)
+    push_options = {key: extra.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private")
+                    if key in extra}
+    should_save = getattr(model, "should_save_on_this_rank", None)
+    is_main = options.get("is_main_process", True)
+    if not (should_save(is_main) if should_save is not None else is_main):
+        # other ranks only take part in the collectives (gathering a sharded state dict); they write nothing
+        return base(save_directory, **options, **extra)
+
+    folder = Path(save_directory)
+    repo_id = push_options.get("repo_id", folder.absolute().name)
+    written = _save_into(model, folder, {**options, **extra}, repo_id=repo_id)
+    if push_to_hub:
+        from .push import push
+
+        return push(folder, repo_id, token=options.get("token", extra.get("token")),
+                    private=push_options.get("private"), commit_message=push_options.get("commit_message"),
+                    create_pr=push_options.get("create_pr", False), allow_patterns=written)
+    return None
+
+
+def push_to_hub(model, repo_id: str, *, commit_message: str | None = None, commit_description: str | None = None,
+                private: bool | None = None, token: bool | str | None = None, revision: str | None = None,
+                create_pr: bool = False, max_shard_size: int | str | None = "50GB", tags: list[str] | None = None):
+    """`model.push_to_hub(repo_id, ...)` for a paperzoo model, with transformers' arguments: the self-contained folder
+    (as `save_pretrained` writes it, with paperzoo's model card carrying `tags` and the model's own tags) uploaded in
+    one commit by `paperzoo.hub.push`. The card always replaces the repo's README.md: it describes the weights pushed.
+    Returns huggingface_hub's CommitInfo."""
+    import tempfile
+
+    from .push import push
+
+    if isinstance(tags, str):
+        tags = [tags]
+    all_tags = list(dict.fromkeys([*(getattr(model, "model_tags", None) or []), *(tags or [])]))
+    with tempfile.TemporaryDirectory(prefix="paperzoo-push-") as tmp:
+        folder = Path(tmp) / "model"
+        _save_into(model, folder, {"max_shard_size": max_shard_size}, repo_id=repo_id, tags=all_tags)
+        return push(folder, repo_id, token=token, private=private, commit_message=commit_message,
+                    commit_description=commit_description, revision=revision, create_pr=create_pr)
+
+
+def _save_into(model, folder: Path, save_kwargs: dict, *, repo_id: str, tags: Iterable[str] = ()) -> list[str]:
+    """Build the folder for `model` alone in a hidden temporary folder inside `folder`, rename its files into `folder`
+    and remove the stale ones; returns the names written."""
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = _make_sibling(folder / "paperzoo-save", "tmp")
+    try:
+        _build(model, tmp, None, None, repo_id, save_kwargs=save_kwargs, card=not (folder / "README.md").exists(),
+               tags=tags, strict=False)
+        names = sorted(p.name for p in tmp.iterdir())
+        nested = [n for n in names if not (tmp / n).is_file()]
+        if nested:
+            raise ExportError(f"save_pretrained wrote folders {nested}; only flat files can be renamed into place")
+        for name in sorted(names, key=lambda n: n == "config.json"):  # config.json last: the folder is then whole
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _remove_stale(folder, set(names), save_kwargs.get("variant"))
+    return names
+
+
+def _remove_stale(folder: Path, written: set[str], variant: str | None) -> None:
+    """Remove what an earlier save left that this one replaces: weight files of the same variant (another sharding;
+    transformers would load a stale `model.safetensors` before a new index), and generated remote-code files."""
+    stem = "model" if not variant else f"model.{variant}"
+    index = "model.safetensors.index.json" if not variant else f"model.safetensors.index.{variant}.json"
+    weights = re.compile(rf"{re.escape(stem)}(-\d{{5}}-of-\d{{5}})?\.safetensors")
+    for path in folder.iterdir():
+        name = path.name
+        if name in written or not path.is_file():
+            continue
+        stale = weights.fullmatch(name) is not None or name == index
+        if not stale and name.endswith(".py"):
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                stale = handle.readline().startswith(_GENERATED)
+        if stale:
+            path.unlink()
 
 
 def _replace(new: Path, folder: Path) -> None:
@@ -663,4 +825,4 @@ def _make_sibling(folder: Path, kind: str) -> Path:
 
 
 __all__ = ["ALLOWED_PACKAGES", "ExportError", "build_remote_code", "custom_pipelines", "export", "flat_name",
-           "registered_auto_classes", "validate_remote_code"]
+           "push_to_hub", "registered_auto_classes", "save_pretrained", "validate_remote_code"]

@@ -30,6 +30,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from ..configuration.retnet import RetNetConfig
 from ..kernels.retention import retention
 from .cache import check_recurrent_cache, count_tokens, write_state
+from .hub_mixin import PaperzooHubMixin
 from .inputs import LOSS_KWARGS, check_token_ids, reject_unused_kwargs
 from .layers import RMSNorm
 
@@ -153,7 +154,7 @@ class RetNetBlock(GradientCheckpointingLayer):
         return hidden_states + self.ffn(self.ffn_norm(hidden_states))
 
 
-class RetNetPreTrainedModel(PreTrainedModel):
+class RetNetPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
     config: RetNetConfig
     config_class = RetNetConfig
     base_model_prefix = "model"

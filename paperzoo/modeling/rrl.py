@@ -23,6 +23,7 @@ from transformers.utils import can_return_tuple
 
 from ..configuration.rrl import RRLConfig
 from ..kernels.logical import GradGraft, logical_binarized, logical_grafted, logical_nlaf, logical_product
+from .hub_mixin import PaperzooHubMixin
 from .inputs import reject_unused_kwargs
 
 KINDS = ("conjunction", "disjunction")
@@ -114,7 +115,7 @@ class RRLLogicalLayer(nn.Module):
                 w.clamp_(0.0, 1.0)
 
 
-class RRLPreTrainedModel(PreTrainedModel):
+class RRLPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
     config: RRLConfig
     config_class = RRLConfig
     base_model_prefix = "rrl"

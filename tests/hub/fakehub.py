@@ -15,7 +15,8 @@ The server (stdlib `http.server`, one thread per request) keeps model repos in m
     GET /api/agent-harnesses                            -> an empty registry (huggingface_hub 2.4 fetches it once
                                                            a day for its user agent)
 With `FakeHub(tokens={...})` every request must carry one of those tokens (Authorization: Bearer) or gets 401, as the
-Hub answers an unknown or missing token. Anything else answers 404 and is recorded in `unhandled`, so a test can assert that the fake was enough.
+Hub answers an unknown or missing token. Anything else answers 404 and is recorded in `unhandled`, so a test can
+assert that the fake was enough.
 Clients must set HF_ENDPOINT before huggingface_hub.constants is first imported: run them in a fresh process.
 """
 

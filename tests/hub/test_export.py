@@ -36,7 +36,7 @@ INPUT_IDS = [[5, 17, 42, 8, 96, 3, 60], [1, 2, 3, 4, 5, 6, 7]]
 AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification")
 FLAT_FILES = {
     "modeling_retnet.py", "configuration_retnet.py", "modeling_layers.py", "modeling_cache.py", "modeling_inputs.py",
-    "kernels_retention.py",
+    "modeling_hub_mixin.py", "kernels_retention.py",
     "kernels_retention_reference.py", "kernels__registry.py", "_env.py",
 }
 if (Path(paperzoo.__file__).parent / "kernels" / "retention" / "triton.py").is_file():

@@ -32,7 +32,8 @@ TASK = "tabular-classification"
 DATASETS = ("tic-tac-toe", "wine")
 ROWS = {"tic-tac-toe": slice(0, 958, 7), "wine": slice(0, 178, 2)}  # every 7th / 2nd row: all classes
 FLAT_FILES = {
-    "configuration_rrl.py", "modeling_rrl.py", "modeling_rrl_rules.py", "processors_rrl.py",
+    "configuration_rrl.py", "modeling_rrl.py", "modeling_rrl_rules.py", "modeling_hub_mixin.py", "modeling_inputs.py",
+    "processors_rrl.py",
     "pipelines_tabular_classification.py", "kernels_logical.py", "kernels_logical_grafted.py",
     "kernels_logical_reference.py",
     "kernels__registry.py", "_env.py",
