@@ -39,6 +39,19 @@ def training_loss(arch, mc, model, inputs: dict, seed: int = 0) -> torch.Tensor:
 # The registry itself
 
 
+def test_every_registered_architecture_is_in_the_contract_with_its_auto_classes():
+    """paperzoo's registration table (what `import paperzoo` registers) and the contract list the same model types,
+    each class under the same Auto class: a new architecture cannot be registered without joining the contract."""
+    from paperzoo import _registration
+
+    contract = {arch.config_class.model_type: arch for arch in ARCHITECTURES}
+    assert contract.keys() == _registration.ARCHITECTURES.keys()
+    for model_type, registered in _registration.ARCHITECTURES.items():
+        models = {auto: path for auto, path in registered.auto.items() if auto.startswith("AutoModel")}
+        listed = {mc.auto: f"{mc.cls.__module__}.{mc.cls.__name__}" for mc in contract[model_type].classes}
+        assert listed == models, model_type
+
+
 def test_every_not_applicable_entry_names_a_known_capability_and_a_reason():
     for arch in ARCHITECTURES:
         assert set(arch.not_applicable) <= set(CAPABILITIES), arch.name
