@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__  # paperzoo's __init__ imports neither torch nor transformers
+
 
 def _convert_torchscale_retnet(args) -> None:
     from .convert.torchscale_retnet import convert_torchscale_retnet
@@ -324,6 +326,7 @@ def _rrl_train(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"paperzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     convert = sub.add_parser("convert", help="convert an official checkpoint into a paperzoo model folder")
