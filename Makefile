@@ -4,13 +4,20 @@ TORCH_SPEC ?= torch
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Holds the TORCH_SPEC the venv was installed with. Rewritten only when the spec changes, which makes it newer than
+# $(STAMP) and so reinstalls (`make test TORCH_SPEC=torch==2.13.0` after `make demo` must not keep the other torch).
+TORCH_STAMP := $(VENV)/.torch-spec
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean FORCE
 
-$(STAMP): pyproject.toml
+$(TORCH_STAMP): FORCE
+	@mkdir -p $(VENV)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(TORCH_SPEC)' ]; then echo '$(TORCH_SPEC)' > $@; fi
+
+$(STAMP): pyproject.toml $(TORCH_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install --upgrade "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
