@@ -338,10 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser(
         "export", help="write a self-contained Hub folder (remote code, card, weights)",
-        description="Load a saved paperzoo model folder (model.save_pretrained, `paperzoo rrl train`, `paperzoo convert`) "
-                    "with paperzoo's classes and write it as a self-contained Hub folder: weights, config.json with "
-                    "auto_map, flat remote code, model card, and the folder's tokenizer or processor. Only local "
-                    "folders are read; to export a Hub repo, download it first (hf download REPO --local-dir DIR).",
+        description="Load a saved paperzoo model folder (model.save_pretrained, `paperzoo rrl train`, `paperzoo "
+                    "convert`) with paperzoo's classes and write it as a self-contained Hub folder: weights, "
+                    "config.json with auto_map, flat remote code, model card, and the folder's tokenizer or "
+                    "processor. Only local folders are read; to export a Hub repo, download it first (hf download "
+                    "REPO --local-dir DIR).",
     )
     export.add_argument("model", metavar="FOLDER", help="a local folder with config.json (never a Hub repo id)")
     export.add_argument("output", metavar="OUTPUT", help="the folder to write (replaced as a whole if it is a saved "

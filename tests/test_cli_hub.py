@@ -343,4 +343,5 @@ def test_export_rrl_with_an_unregistered_auto_class_is_one_line(rrl_folder, tmp_
     _, folder = rrl_folder
     rc, _, err = run(["export", str(folder), str(tmp_path / "out"), "--auto-class", auto_class])
     assert rc == 2
-    assert one_line(err, "export") == f"--auto-class={auto_class}: paperzoo registers paperzoo_rrl models with AutoModel only"
+    assert one_line(err, "export") == (f"--auto-class={auto_class}: paperzoo registers paperzoo_rrl models with "
+                                       "AutoModel only")
