@@ -59,6 +59,7 @@ def hub():
 def endpoint(monkeypatch, tmp_path):
     """Point huggingface_hub at `url` (with the token "good-token" unless told otherwise); no stored login."""
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))  # not ~/.cache
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
 
     def use(url: str, token: str | None = "good-token") -> str:

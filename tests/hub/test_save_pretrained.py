@@ -71,6 +71,7 @@ def on_fake_hub(hub, monkeypatch, tmp_path):
     constants = importlib.import_module("huggingface_hub.constants")
     monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))  # not ~/.cache
     monkeypatch.setenv("HF_TOKEN", "dummy")
     return hub
 
@@ -316,6 +317,7 @@ def pushed(hub, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(constants, "ENDPOINT", hub.endpoint)
         mp.setattr(constants, "HF_HUB_OFFLINE", False)
+        mp.setattr(constants, "AGENT_HARNESSES_PATH", str(work / "agent_harnesses.json"))  # not the user's cache
         mp.setenv("HF_TOKEN", "dummy")
         api = HfApi()
         api.create_repo(PUSHED)
