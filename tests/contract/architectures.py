@@ -44,6 +44,7 @@ class Architecture:
     bad_values: tuple[tuple[str, object], ...]  # (field, value) that the config must refuse
     not_applicable: dict[str, str] = field(default_factory=dict)  # capability -> why it does not apply
     prepare: Callable[[PreTrainedModel], None] = lambda model: None  # in place, after construction (e.g. sharpen)
+    processor: Callable[[PreTrainedConfig], object] | None = None  # the input processor exported with the model
     atol: float = 1e-10  # float64 agreement between two computations of the same function
 
     def supports(self, capability: str) -> bool:
@@ -129,12 +130,25 @@ def _table_rows(config, rows: int, seed: int) -> dict:
     return {"input_features": torch.cat([onehot, torch.randn(rows, c, generator=g)], dim=1)}
 
 
+def _table_processor(config):
+    """An RRLProcessor whose schema gives `_table_rows`' layout: two-category columns, then continuous ones."""
+    from paperzoo import RRLProcessor
+
+    d, c = config.num_discrete_features, config.num_continuous_features
+    rows = [{**{f"d{j}": "ab"[(i + j) % 2] for j in range(d // 2)}, **{f"c{j}": float(i * (j + 1)) for j in range(c)}}
+            for i in range(4)]
+    processor = RRLProcessor().fit(rows, discrete=[f"d{j}" for j in range(d // 2)])
+    assert processor.num_discrete_features == d and processor.num_continuous_features == c
+    return processor
+
+
 RRL = Architecture(
     name="rrl",
     config_class=paperzoo.RRLConfig,
     tiny=_rrl_config,
     classes=(ModelClass(paperzoo.RRLForTabularClassification, "AutoModel", "classification", "SEQ_CLS"),),
     inputs=_table_rows,
+    processor=_table_processor,
     bad_values=(("num_discrete_features", -1), ("num_thresholds", 0), ("layer_widths", [4, 0]),
                 ("activation", "relu"), ("grafting", "double"), ("alpha", 1.5), ("beta", 0.5), ("gamma", 0.0),
                 ("temperature", -1.0), ("weight_decay", -0.1), ("kernel_backend", "cuda"), ("num_labels", 1)),
