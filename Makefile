@@ -38,6 +38,7 @@ test: $(STAMP) .oracle/torchscale
 bench: $(STAMP)
 	$(PY) -m pip install -e ".[bench]"
 	$(PY) benchmarks/retnet.py
+	$(PY) benchmarks/retnet_decode.py
 	$(PY) benchmarks/rrl.py
 
 clean:
