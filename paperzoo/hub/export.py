@@ -1,15 +1,15 @@
 """`export(model, folder)`: a self-contained Hub folder that loads where paperzoo is not installed (DESIGN §5).
 
 The folder holds `model.safetensors` (safetensors only), `config.json` whose `auto_map` names every Auto class the
-architecture is registered with in `paperzoo/__init__.py`, `generation_config.json` (models that generate), the
-tokenizer / processor files when given, the model card `README.md` (paperzoo.hub.cards) and the remote code: flat
+architecture is registered with (`paperzoo._registration.ARCHITECTURES`), `generation_config.json` (models that
+generate), the tokenizer / processor files when given, the model card `README.md` (paperzoo.hub.cards) and the remote code: flat
 copies of every package module that the registered classes reach through their imports.
 
 Processors: a package processor saved into the folder gets the `auto_map` entry of its Auto class written into its own
 JSON (`preprocessor_config.json` for AutoFeatureExtractor), which transformers reads before config.json; its
 `feature_extractor_type` names a class transformers does not know where the package is not installed.
 
-Pipelines: a task registered with transformers' PIPELINE_REGISTRY (by `paperzoo.pipelines`) whose pipeline class lists
+Pipelines: a task registered with transformers' PIPELINE_REGISTRY (by `paperzoo._registration`) whose pipeline class lists
 the model's `model_type` in its `model_types` attribute is exported too: its module is bundled like the model's and
 config.json gets `custom_pipelines` = {task: {"impl": "<flat module>.<Class>", "pt": [Auto class names]}}, so that
 `pipeline(model=folder, trust_remote_code=True)` infers the task without the package. The `pt` classes must be Auto
@@ -63,7 +63,7 @@ behaviour is unchanged and check_imports (which skips `try` blocks) does not dem
 What package modules must keep doing (the export fails with the file and line otherwise):
     * every import of a paperzoo module starts its own line (transformers' copy rule is a line regex);
     * no bare `import paperzoo.x` (use `from ... import` or `as`), nothing imported from the top-level
-      `paperzoo/__init__.py` (it registers the Auto classes: import from the defining module);
+      `paperzoo/__init__.py` (it installs the registration hooks: import from the defining module);
     * modules reached outside `try` import only torch, transformers, safetensors, numpy and the standard library;
     * intermediate package `__init__` files are not run in the bundle: only modules actually imported are copied;
     * no line of a docstring may start with `from .name import` (transformers' regex would look for that file).
@@ -510,7 +510,7 @@ def _auto_map(config_class: type, top: str, extra_objects: Iterable[object]) -> 
         cls = type(obj)
         if cls.__module__.startswith(top + ".") and cls.__module__ not in roots:
             raise ExportError(f"{cls.__name__} is a {top} class but no Auto class is registered for it with "
-                              f"{config_class.__name__}; register it in {top}/__init__.py")
+                              f"{config_class.__name__}; add it to {top}._registration.ARCHITECTURES")
     if "AutoConfig" not in auto_map:
         raise ExportError(f"{config_class.__name__} is not registered with AutoConfig (import {top} registers it)")
     return auto_map, list(dict.fromkeys(roots))
@@ -661,7 +661,7 @@ def export(model, folder: str | os.PathLike, tokenizer=None, processor=None, *, 
     """Write `model` (a registered paperzoo model) as a self-contained Hub folder and return its path.
 
     Args:
-        model: a paperzoo `PreTrainedModel` (any head registered with an Auto class in paperzoo/__init__.py).
+        model: a paperzoo `PreTrainedModel` (any head registered with an Auto class in paperzoo._registration).
         folder: the folder to write; an existing one is replaced, only once the new one is complete.
         tokenizer, processor: saved with their own `save_pretrained` into the folder when given.
         repo_id: the Hub id the card's usage snippet loads (default: the folder's name).
