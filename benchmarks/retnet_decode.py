@@ -130,7 +130,8 @@ def print_width(width: int, result: dict, steps: int) -> None:
         both = f"{r['llama_compiled'][0] / r['retnet_compiled'][0]:.2f}x" if "llama_compiled" in r else "—"
         print(f"| {r['context']} | {cell('llama')} | {cell('llama_compiled')} | {cell('retnet')} "
               f"| {cell('retnet_compiled')} | {r['llama'][0] / r['retnet'][0]:.2f}x "
-              f"| {r['llama'][0] / r['retnet_compiled'][0]:.2f}x | {both} | {100 * r['share']:.0f}% ({r['attempts']}) |")
+              f"| {r['llama'][0] / r['retnet_compiled'][0]:.2f}x | {both} "
+              f"| {100 * r['share']:.0f}% ({r['attempts']}) |")
     print()
 
 

@@ -23,7 +23,7 @@ def _export(args) -> None:
     import transformers
 
     from .hub import export
-    from .hub.export import registered_auto_classes
+    from .hub.export import PROCESSOR_FILES, registered_auto_classes
 
     source = _model_folder(args.model)
     output = Path(args.output)
@@ -38,17 +38,12 @@ def _export(args) -> None:
         if any((source / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json")):
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, **local)
         processor = None
-        for name, file_name in _PROCESSOR_FILES:
+        for name, file_name in PROCESSOR_FILES.items():
             if name in registered and (source / file_name).is_file():
                 processor = getattr(transformers, name).from_pretrained(source, **local)
                 break
     export(model, output, tokenizer=tokenizer, processor=processor)
     print(f"exported {args.model} -> {args.output}")
-
-
-# preprocessing Auto classes an exported folder may hold, and the file each reads
-_PROCESSOR_FILES = (("AutoProcessor", "processor_config.json"), ("AutoFeatureExtractor", "preprocessor_config.json"),
-                    ("AutoImageProcessor", "preprocessor_config.json"))
 
 
 def _model_folder(text: str):
@@ -86,6 +81,8 @@ def _paperzoo_config(folder):
 
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    from ._registration import ARCHITECTURES
+
     path = folder / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -93,13 +90,13 @@ def _paperzoo_config(folder):
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} does not hold a JSON object")
-    known = sorted(k for k, v in CONFIG_MAPPING._extra_content.items() if v.__module__.startswith(__package__ + "."))
+    known = sorted(ARCHITECTURES)
     model_type = config.get("model_type")
     if model_type not in known:
         raise ValueError(f"{path}: model_type={model_type!r} is not a paperzoo architecture (paperzoo exports "
                          f"{', '.join(known)})")
     architectures = config.get("architectures") or []
-    return CONFIG_MAPPING._extra_content[model_type], model_type, list(architectures)
+    return CONFIG_MAPPING[model_type], model_type, list(architectures)
 
 
 def _pick_auto_class(registered: dict, model_type: str, architectures: list[str], requested: str | None) -> str:
@@ -331,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = sub.add_parser("convert", help="convert an official checkpoint into a paperzoo model folder")
     convert_sub = convert.add_subparsers(dest="source", required=True)
-    ts = convert_sub.add_parser("torchscale-retnet", help='torch file {"args": RetNetConfig fields, "model": state_dict}')
+    ts = convert_sub.add_parser("torchscale-retnet",
+                                help='torch file {"args": RetNetConfig fields, "model": state_dict}')
     ts.add_argument("--checkpoint", required=True)
     ts.add_argument("--output", required=True)
     ts.set_defaults(func=_convert_torchscale_retnet)

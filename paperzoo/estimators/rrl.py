@@ -206,8 +206,9 @@ def class_labels(y, name=None) -> np.ndarray:
     """The sorted classes of the labels `y`, or ValueError when `y` cannot be a classification target: not 1-D or
     empty, a single class, or a continuous quantity. Continuous means float labels of which one is not an integer
     (wine's `alcohol`: each distinct value would be a class), or more classes than half the rows (fewer than two rows
-    per class on average: an identifier, or a measurement such as wine's integer-valued `proline`). Integral floats (integer
-    labels read with missing values) and strings are labels. `name`: the target's name in messages (default "y")."""
+    per class on average: an identifier, or a measurement such as wine's integer-valued `proline`). Integral floats
+    (integer labels read with missing values) and strings are labels. `name`: the target's name in messages (default
+    "y")."""
     name = "y" if name is None else str(name)
     y = np.asarray(y)
     if y.ndim != 1 or len(y) == 0:

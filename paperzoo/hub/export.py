@@ -2,16 +2,16 @@
 
 The folder holds `model.safetensors` (safetensors only), `config.json` whose `auto_map` names every Auto class the
 architecture is registered with (`paperzoo._registration.ARCHITECTURES`), `generation_config.json` (models that
-generate), the tokenizer / processor files when given, the model card `README.md` (paperzoo.hub.cards) and the remote code: flat
-copies of every package module that the registered classes reach through their imports.
+generate), the tokenizer / processor files when given, the model card `README.md` (paperzoo.hub.cards) and the remote
+code: flat copies of every package module that the registered classes reach through their imports.
 
 Processors: a package processor saved into the folder gets the `auto_map` entry of its Auto class written into its own
 JSON (`preprocessor_config.json` for AutoFeatureExtractor), which transformers reads before config.json; its
 `feature_extractor_type` names a class transformers does not know where the package is not installed.
 
-Pipelines: a task registered with transformers' PIPELINE_REGISTRY (by `paperzoo._registration`) whose pipeline class lists
-the model's `model_type` in its `model_types` attribute is exported too: its module is bundled like the model's and
-config.json gets `custom_pipelines` = {task: {"impl": "<flat module>.<Class>", "pt": [Auto class names]}}, so that
+Pipelines: a task registered with transformers' PIPELINE_REGISTRY (by `paperzoo._registration`) whose pipeline class
+lists the model's `model_type` in its `model_types` attribute is exported too: its module is bundled like the model's
+and config.json gets `custom_pipelines` = {task: {"impl": "<flat module>.<Class>", "pt": [Auto class names]}}, so that
 `pipeline(model=folder, trust_remote_code=True)` infers the task without the package. The `pt` classes must be Auto
 classes exported by transformers under which the model is registered; a pipeline that requires a feature extractor
 needs `processor=`. transformers gives a folder's `custom_pipelines` precedence over a registered task of the same
@@ -563,12 +563,13 @@ def _pipeline_tasks(model, top: str, auto_map: dict) -> dict[str, tuple[type, di
     return found
 
 
-# Auto classes of preprocessing objects -> the file their save_pretrained writes (which must carry the auto_map)
-_PROCESSOR_FILES = {
+# Auto classes of preprocessing objects -> the file their save_pretrained writes (which must carry the auto_map);
+# AutoProcessor first: a processor wraps the others, so a folder that has one is loaded through it
+PROCESSOR_FILES = {
+    "AutoProcessor": "processor_config.json",
     "AutoFeatureExtractor": "preprocessor_config.json",
     "AutoImageProcessor": "preprocessor_config.json",
     "AutoVideoProcessor": "video_preprocessor_config.json",
-    "AutoProcessor": "processor_config.json",
 }
 
 
@@ -579,7 +580,7 @@ def _add_processor_auto_map(folder: Path, obj, top: str, auto_map: dict) -> None
     if not type(obj).__module__.startswith(top + "."):
         return
     ref = _class_ref(type(obj), top)
-    for auto_name, file_name in _PROCESSOR_FILES.items():
+    for auto_name, file_name in PROCESSOR_FILES.items():
         path = folder / file_name
         if auto_map.get(auto_name) != ref or not path.is_file():
             continue

@@ -29,6 +29,14 @@ def full_logits(model, ids, **kwargs):
         return model(ids, use_cache=False, **kwargs).logits
 
 
+def last_token_case(arch, mc):
+    """A model, a 10-token prompt and the full forward's logits at its last position: what a cache of the first 9
+    tokens must lead to."""
+    model = arch.model(mc)
+    ids = prompt(arch, model, length=10)
+    return model, ids, full_logits(model, ids)[:, -1]
+
+
 @pytest.mark.parametrize("arch, mc", LM)
 def test_greedy_step_logits_equal_a_full_forward_and_the_uncached_search(arch, mc):
     model = arch.model(mc)
@@ -69,9 +77,7 @@ def test_sampling_is_seeded_and_the_cache_does_not_change_it(arch, mc):
 @pytest.mark.parametrize("arch, mc", LM)
 def test_generate_continues_from_a_returned_cache(arch, mc, form):
     """generate(whole sequence, cache=cache of all but its last token) feeds only that token, from ids or embeddings."""
-    model = arch.model(mc)
-    ids = prompt(arch, model, length=10)
-    want = full_logits(model, ids)[:, -1]
+    model, ids, want = last_token_case(arch, mc)
     with torch.no_grad():
         given = ids if form == "input_ids" else model.get_input_embeddings()(ids)
         cache = model(**{form: given[:, :9]}, use_cache=True).cache
@@ -192,9 +198,7 @@ def test_compiled_decoding_step_equals_eager(arch, mc):
 @pytest.mark.parametrize("name", ["past_key_values", "cache_params"])
 @pytest.mark.parametrize("arch, mc", LM)
 def test_deprecated_cache_keywords_map_to_cache(arch, mc, name):
-    model = arch.model(mc)
-    ids = prompt(arch, model, length=10)
-    want = full_logits(model, ids)[:, -1]
+    model, ids, want = last_token_case(arch, mc)
     with torch.no_grad():
         cache = model(ids[:, :9], use_cache=True).cache
         with pytest.warns(FutureWarning, match=name):

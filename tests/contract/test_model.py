@@ -212,7 +212,8 @@ def test_a_training_step_reaches_every_parameter(arch, mc):
     loss = training_loss(arch, mc, model, arch.inputs(model.config, 4, 5))
     assert loss.isfinite()
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.isfinite().all())]
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.isfinite().all())]
     assert not missing, f"no finite gradient for {missing}"
     assert any(p.grad.abs().max() > 0 for p in model.parameters() if p.grad is not None)
 
@@ -236,8 +237,9 @@ def test_trainer_gradient_accumulation_equals_the_full_batch(arch, mc, tmp_path)
     for batch, accumulation in ((4, 1), (2, 2)):
         model = arch.model(mc, dtype=torch.float32).train()
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        args = TrainingArguments(output_dir=str(tmp_path / f"{batch}x{accumulation}"), per_device_train_batch_size=batch,
-                                 gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1e-2, optim="sgd",
+        args = TrainingArguments(output_dir=str(tmp_path / f"{batch}x{accumulation}"),
+                                 per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                                 max_steps=1, learning_rate=1e-2, optim="sgd",
                                  lr_scheduler_type="constant", report_to=[], save_strategy="no", use_cpu=True,
                                  seed=0, data_seed=0)
         Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
