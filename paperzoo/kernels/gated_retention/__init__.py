@@ -1,0 +1,73 @@
+"""`gated_retention(q, k, v, log_decay, ...)`: YOCO's gated retention, dispatched to Triton or the PyTorch reference."""
+
+from __future__ import annotations
+
+import torch
+
+from .._registry import resolve, triton_unavailable_reason
+from .reference import gated_retention_chunkwise, gated_retention_parallel, gated_retention_recurrent
+
+try:
+    from .triton import gated_retention_chunkwise_triton, gated_retention_step_triton
+except ImportError:  # triton missing: the reference serves every call
+    gated_retention_chunkwise_triton = gated_retention_step_triton = None
+
+__all__ = ["gated_retention", "gated_retention_chunkwise", "gated_retention_parallel", "gated_retention_recurrent"]
+
+
+def _check(q, k, v, log_decay, state, chunk_size):
+    if q.dim() != 4 or k.shape != q.shape:
+        raise ValueError(f"q and k must both be [B, T, H, K]; got q {tuple(q.shape)}, k {tuple(k.shape)}")
+    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"v must be [B, T, H, V] matching q's [B, T, H]; got v {tuple(v.shape)}, q {tuple(q.shape)}")
+    B, T, H, K = q.shape
+    if log_decay.shape != (B, T, H):
+        raise ValueError(f"log_decay must be [B, T, H]={(B, T, H)} matching q; got {tuple(log_decay.shape)}")
+    if not log_decay.is_floating_point():
+        raise ValueError(f"log_decay must be a floating tensor; got {log_decay.dtype}")
+    if state is not None and state.shape != (B, H, K, v.shape[-1]):
+        raise ValueError(f"state must be [B, H, K, V]={(B, H, K, v.shape[-1])}; got {tuple(state.shape)}")
+    if not (q.dtype == k.dtype == v.dtype) or not q.is_floating_point():
+        raise ValueError(f"q, k, v must share one floating dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size={chunk_size} must be a power of two")
+
+
+def gated_retention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_decay: torch.Tensor,
+    state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """S_t = exp(g_t) S_{t-1} + k_tᵀ v_t, o_t = q_t S_t; returns (o [B,T,H,V], final state [B,H,K,V] or None).
+
+    q, k [B, T, H, K], v [B, T, H, V] (one floating dtype); log_decay g [B, T, H] (log of the per-token, per-head
+    decay; the model passes g ≤ 0, positive values are computed exactly but let the state grow), computed in fp32
+    (float64 stays float64) whatever q's dtype; state [B, H, K, V] fp32. o has q's dtype, the final state is fp32
+    (float64 for float64 inputs). Differentiable in q, k, v, log_decay and state.
+    Forms: one token → recurrent step; T ≤ chunk_size → parallel (reference); longer → chunkwise.
+    `backend` is "auto" | "reference" | "triton" (None: PAPERZOO_KERNEL_BACKEND, else auto).
+    """
+    _check(q, k, v, log_decay, state, chunk_size)
+
+    def unsupported():
+        if gated_retention_chunkwise_triton is None:
+            return "paperzoo's triton kernels failed to import"
+        if q.dtype == torch.float64:
+            return "float64 runs on the reference (the kernels accumulate in fp32)"
+        return triton_unavailable_reason(q, k, v, log_decay, *([] if state is None else [state]))
+
+    T = q.shape[1]
+    if resolve("gated_retention", backend, unsupported) == "triton":
+        if T == 1 and not torch.is_grad_enabled():
+            return gated_retention_step_triton(q, k, v, log_decay, state, output_final_state)
+        return gated_retention_chunkwise_triton(q, k, v, log_decay, state, output_final_state, chunk_size)
+    if T == 1:
+        return gated_retention_recurrent(q, k, v, log_decay, state, output_final_state)
+    if T <= chunk_size:
+        return gated_retention_parallel(q, k, v, log_decay, state, output_final_state)
+    return gated_retention_chunkwise(q, k, v, log_decay, state, output_final_state, chunk_size)
