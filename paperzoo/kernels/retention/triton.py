@@ -19,37 +19,30 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only where triton is absent
     raise ImportError(f"paperzoo.kernels.retention.triton needs triton: {exc}") from exc
 
-from ..._env import triton_interpret
+from .._triton_common import (
+    CUDA_MAX_C as _CUDA_MAX_C,  # noqa: F401  (read by the tests, like _prune_fwd / _prune_bwd)
+    autotune_bwd,
+    autotune_fwd,
+    bwd_blocks as _bwd_blocks,
+    check_dtype,
+    dot_options as _dot_options,
+    empty as _empty,
+    launch_recurrent,
+    mixed_dot as _mixed_dot,
+    pow2 as _pow2,
+    prune_bwd as _prune_bwd,  # noqa: F401
+    prune_fwd as _prune_fwd,  # noqa: F401
+    tiles as _tiles,
+    use_autotune as _use_autotune,
+)
 from .reference import retention_chunkwise
 
 __all__ = ["retention_chunkwise_triton", "retention_step_triton"]
-
-_MIN_C, _MAX_C = 16, 64  # tl.dot needs every dimension >= 16; at C = 128 the tiles spill registers (sm_90)
-
-
-def _empty(shape, dtype, device) -> torch.Tensor:
-    """The one allocator of kernel outputs (the tests poison it with NaN)."""
-    return torch.empty(shape, dtype=dtype, device=device)
-
-
-def _pow2(n: int, lo: int = 16) -> int:
-    return max(lo, triton.next_power_of_2(n))
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # kernels
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _mixed_dot(a, b, MIX_BF16: tl.constexpr, PREC: tl.constexpr):
-    """a @ b for products with an fp32 operand (state, decayed scores): bf16 operands when the inputs are bf16
-    (fp32 accumulation), fp32 operands otherwise (tf32/ieee per PREC, fp16 inputs included: no fp16 range limit)."""
-    if MIX_BF16:
-        out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
-    else:
-        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision=PREC)
-    return out
 
 
 @triton.jit
@@ -301,138 +294,13 @@ def _retention_chunkwise_bwd_kernel(
                      STORE_DH0, IN_DT, MIX_BF16, PREC)  # fmt: skip
 
 
-@triton.jit
-def _retention_recurrent_fwd_kernel(
-    q, k, v, log_decay, h0, o, ht,
-    T, H, K, V,
-    BK: tl.constexpr, BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
-):  # fmt: skip
-    """One program per (V-block, b·h): token-by-token S = γ S + kᵀv, o = q S, without tl.dot (any T, K, V)."""
-    i_v = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    i_b = i_bh // H
-    i_h = i_bh % H
-    gamma = tl.exp2(tl.load(log_decay + i_h).to(tl.float32) * 1.4426950408889634)
-
-    offs_k = tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_k = offs_k < K
-    m_v = offs_v < V
-    base_qk = (i_b.to(tl.int64) * T * H + i_h) * K
-    base_v = (i_b.to(tl.int64) * T * H + i_h) * V
-    p_s = i_bh.to(tl.int64) * K * V + offs_k[:, None].to(tl.int64) * V + offs_v[None, :]
-    m_s = m_k[:, None] & m_v[None, :]
-
-    if USE_H0:
-        S = tl.load(h0 + p_s, mask=m_s, other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
-    for _ in range(0, T):  # base_qk / base_v walk the rows in int64
-        b_q = tl.load(q + base_qk + offs_k, mask=m_k, other=0.0).to(tl.float32)
-        b_k = tl.load(k + base_qk + offs_k, mask=m_k, other=0.0).to(tl.float32)
-        b_v = tl.load(v + base_v + offs_v, mask=m_v, other=0.0).to(tl.float32)
-        S = S * gamma + b_k[:, None] * b_v[None, :]
-        b_o = tl.sum(S * b_q[:, None], axis=0)
-        tl.store(o + base_v + offs_v, b_o.to(o.dtype.element_ty), mask=m_v)
-        base_qk += H * K
-        base_v += H * V
-    if STORE_HT:
-        tl.store(ht + p_s, S, mask=m_s)
-
-
 # --------------------------------------------------------------------------------------------------------------------
-# launch configuration
+# launch configuration (the tuning spaces and tiles are shared with gated retention: `_triton_common`)
 # --------------------------------------------------------------------------------------------------------------------
 
 
-# Tuning space, checked offline with ptxas for sm_90 at K = 128, V = 256 and the `_CUDA_MAX_C` tiles: the
-# configurations kept by the pruning spill no registers in bf16 and fp16 (fp32 operands take twice the registers, hence
-# the halved state budget; fp32 still spills a little). The num_stages=1 ones need < 70 KB of shared memory: the
-# fallback on GPUs with ~100 KB.
-def _state_budget(kwargs) -> int:
-    return 8192 if kwargs.get("MIX_BF16") else 4096
-
-
-def _prune_fwd(configs, named_args, **kwargs):
-    bk, cap, budget = kwargs["BK"], _pow2(named_args["V"]), _state_budget(kwargs)
-    kept = [
-        c for c in configs
-        if c.kwargs["BV"] <= cap and bk * c.kwargs["BV"] <= budget and (c.num_warps == 8 or bk * c.kwargs["BV"] < 4096)
-    ]  # fmt: skip
-    if any(c.kwargs["BV"] >= 32 for c in kept):  # BV = 16 only where nothing wider fits (K = 256)
-        kept = [c for c in kept if c.kwargs["BV"] >= 32]
-    return kept or [min(configs, key=lambda c: (c.kwargs["BV"], -c.num_warps))]
-
-
-def _prune_bwd(configs, named_args, **kwargs):
-    small = max(kwargs["BKF"] * kwargs["BVB"], kwargs["BKB"] * kwargs["BVP"]) < 4096
-    return [c for c in configs if c.num_warps == 8 or small] or configs
-
-
-_fwd_tuned = triton.autotune(
-    configs=[
-        triton.Config({"BV": bv}, num_warps=w, num_stages=s)
-        for bv, w, s in ((16, 8, 2), (32, 8, 1), (32, 4, 2), (32, 8, 2), (64, 8, 2), (64, 8, 3), (128, 8, 2))
-    ],
-    key=["K", "V", "C", "BK", "IN_DT", "PREC"],
-    prune_configs_by={"early_config_prune": _prune_fwd},
-)(_retention_chunkwise_fwd_kernel)
-
-_bwd_tuned = triton.autotune(
-    configs=[triton.Config({}, num_warps=w, num_stages=s) for w, s in ((8, 1), (8, 2), (8, 3), (4, 2))],
-    key=["K", "V", "C", "BKF", "BVB", "BKB", "BVP", "IN_DT", "PREC"],
-    prune_configs_by={"early_config_prune": _prune_bwd},
-)(_retention_chunkwise_bwd_kernel)
-
-
-def _use_autotune(x: torch.Tensor) -> bool:
-    return x.is_cuda and not triton_interpret()
-
-
-def _dot_options(x: torch.Tensor) -> dict:
-    """IN_DT: the dtype q/k/v/dO tiles are multiplied in; MIX_BF16, PREC: see `_mixed_dot`.
-
-    bf16 inputs multiply state and scores in bf16. fp16 inputs multiply them as tf32 (fp16's 10-bit mantissa, without
-    its 65504 range limit). fp32 inputs follow PyTorch's own matmul setting: tf32 where
-    torch.backends.cuda.matmul.allow_tf32 is set, else exact fp32 ("ieee", slower: no tensor cores). Under the
-    interpreter (CPU tensors) bf16 tiles are upcast to fp32: Triton's interpreter multiplies bf16 dot operands as raw
-    uint16 bits.
-    """
-    if x.dtype == torch.float32:
-        return dict(IN_DT=tl.float32, MIX_BF16=False, PREC="tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee")
-    if x.dtype == torch.float16:
-        return dict(IN_DT=tl.float16, MIX_BF16=False, PREC="tf32")
-    if not x.is_cuda:
-        return dict(IN_DT=tl.float32, MIX_BF16=False, PREC="ieee")
-    return dict(IN_DT=tl.bfloat16, MIX_BF16=True, PREC="tf32")
-
-
-# Largest tile C per dtype on CUDA for (forward, backward): above them ptxas spills registers at K = 128, V = 256 on
-# sm_90 (the backward programs hold a full-V tile, hence its smaller C; fp32 operands take twice the registers).
-_CUDA_MAX_C = {torch.bfloat16: (64, 32), torch.float16: (64, 32), torch.float32: (32, 16)}
-
-
-def _tiles(x: torch.Tensor, chunk_size: int) -> tuple[int, int]:
-    """(forward C, backward C): chunk_size clamped to [16, 64] and to the next power of two >= T; on CUDA also to
-    the per-dtype caps above. The interpreter (CPU) keeps the requested C so that the tests cover every tile size."""
-    C = max(_MIN_C, min(int(chunk_size), _MAX_C, triton.next_power_of_2(max(x.shape[1], 1))))
-    if not x.is_cuda:
-        return C, C
-    cap_fwd, cap_bwd = _CUDA_MAX_C[x.dtype]
-    return min(C, cap_fwd), min(C, cap_bwd)
-
-
-_MAX_BVP = 256  # widest V-part of the dq / dk programs; wider V is split into parts whose dq / dk are summed
-
-
-def _bwd_blocks(K: int, V: int, mix_bf16: bool) -> tuple[int, int, int, int]:
-    """(BKF, BVB, BKB, BVP): all of K with a V-block for dv; a K-block with a V-part (all of V up to 256) for dq and
-    dk. Every state tile [BKF, BVB] / [BKB, BVP] within the register budget above (at least 16 wide)."""
-    budget = _state_budget({"MIX_BF16": mix_bf16})
-    BKF = _pow2(K)
-    parts = triton.cdiv(V, _MAX_BVP)
-    BVP = _pow2(triton.cdiv(V, parts))
-    return BKF, min(_pow2(V), max(16, budget // BKF)), min(BKF, max(16, budget // BVP)), BVP
+_fwd_tuned = autotune_fwd(_retention_chunkwise_fwd_kernel)
+_bwd_tuned = autotune_bwd(_retention_chunkwise_bwd_kernel)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -503,8 +371,7 @@ class _RetentionChunkwise(torch.autograd.Function):
 
 
 def _prepare(q, k, v, log_decay, state):
-    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"the retention triton kernels take fp32, fp16 or bf16; got {q.dtype}")
+    check_dtype("retention", q)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     log_decay = log_decay.detach().to(torch.float32).contiguous()  # a constant buffer: no gradient
     if state is not None:
@@ -537,13 +404,7 @@ def retention_step_triton(q, k, v, log_decay, state=None, output_final_state=Tru
     """
     q, k, v, log_decay, state = _prepare(q, k, v, log_decay, state)
     B, T, H, K = q.shape
-    V = v.shape[-1]
-    BK = _pow2(K, 1)
-    BV = min(_pow2(V, 1), max(16, 8192 // BK))
-    o = _empty((B, T, H, V), q.dtype, q.device)
-    ht = _empty((B, H, K, V), torch.float32, q.device) if output_final_state else None
-    _retention_recurrent_fwd_kernel[(triton.cdiv(V, BV), B * H)](
-        q, k, v, log_decay, state, o, ht, T, H, K, V,
-        BK=BK, BV=BV, USE_H0=state is not None, STORE_HT=bool(output_final_state),
-    )  # fmt: skip
+    o = _empty((B, T, H, v.shape[-1]), q.dtype, q.device)
+    ht = _empty((B, H, K, v.shape[-1]), torch.float32, q.device) if output_final_state else None
+    launch_recurrent(q, k, v, log_decay, state, o, ht, per_token=False)
     return o, ht
