@@ -15,6 +15,13 @@ def _convert_torchscale_retnet(args) -> None:
     print(f"converted {args.checkpoint} -> {args.output} ({sum(p.numel() for p in model.parameters()):,} parameters)")
 
 
+def _convert_yoco(args) -> None:
+    from .convert.official_yoco import convert_official_yoco
+
+    model = convert_official_yoco(args.checkpoint, args.params, args.output)
+    print(f"converted {args.checkpoint} -> {args.output} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+
+
 def _export(args) -> None:
     """Load a saved paperzoo model folder with paperzoo's own classes (never the folder's code, never the Hub) and
     write it as a self-contained Hub folder, with its tokenizer / processor when the folder has them."""
@@ -333,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--checkpoint", required=True)
     ts.add_argument("--output", required=True)
     ts.set_defaults(func=_convert_torchscale_retnet)
+    yoco = convert_sub.add_parser("yoco", help="official YOCO (microsoft/unilm): the YOCO state_dict and its "
+                                               "params.json")
+    yoco.add_argument("--checkpoint", required=True, help="torch file with the YOCO state_dict (checkpoint.pth)")
+    yoco.add_argument("--params", required=True, help="the model's params.json (official YOCOArgs fields)")
+    yoco.add_argument("--output", required=True)
+    yoco.set_defaults(func=_convert_yoco)
 
     export = sub.add_parser(
         "export", help="write a self-contained Hub folder (remote code, card, weights)",
