@@ -55,6 +55,31 @@ def mixed_dot(a, b, MIX_BF16: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
+def chunk_tiles(i_k, i_v, H, K, V, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Offsets of a chunk's tiles for K-block i_k and V-block i_v of a [B, T, H, ·] tensor: offs_c [C], offs_k [BK],
+    offs_v [BV], the masks m_k, m_v, and the in-tile int32 offsets of a [C, BK] q/k tile and a [C, BV] v/o tile
+    (consecutive tokens are H·K / H·V elements apart); the caller adds an int64 scalar pointer per chunk."""
+    offs_c = tl.arange(0, C)
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
+    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    return offs_c, offs_k, offs_v, offs_k < K, offs_v < V, tile_qk, tile_v
+
+
+@triton.jit
+def state_tile(h0, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """The [BK, BV] tile of a [B·H, K, V] fp32 state (zeros without USE), with its int64 offsets and mask."""
+    p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
+    m_s = m_k[:, None] & m_v[None, :]
+    if USE:
+        S = tl.load(h0 + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros([BK, BV], dtype=tl.float32)
+    return S, p_s, m_s
+
+
+@triton.jit
 def recurrent_fwd_kernel(
     q, k, v, log_decay, h0, o, ht,
     T, H, K, V,
@@ -74,13 +99,7 @@ def recurrent_fwd_kernel(
     m_k = offs_k < K
     m_v = offs_v < V
     row = i_b.to(tl.int64) * T * H + i_h  # row of (b, t, h) in [B, T, H], int64; advances by H per token
-    p_s = i_bh.to(tl.int64) * K * V + offs_k[:, None].to(tl.int64) * V + offs_v[None, :]
-    m_s = m_k[:, None] & m_v[None, :]
-
-    if USE_H0:
-        S = tl.load(h0 + p_s, mask=m_s, other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
+    S, p_s, m_s = state_tile(h0, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_H0, BK, BV)
     for _ in range(0, T):
         if PER_TOKEN:
             gamma = tl.exp2(tl.load(log_decay + row).to(tl.float32) * 1.4426950408889634)
@@ -197,3 +216,37 @@ def bwd_blocks(K: int, V: int, mix_bf16: bool) -> tuple[int, int, int, int]:
     parts = triton.cdiv(V, MAX_BVP)
     BVP = pow2(triton.cdiv(V, parts))
     return BKF, min(pow2(V), max(16, budget // BKF)), min(BKF, max(16, budget // BVP)), BVP
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# autograd plumbing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def bwd_outputs(alloc, q, v, BVP: int, need_dh0: bool):
+    """The backward's buffers from `alloc` (the op module's `_empty`, which the tests poison): dq, dk
+    [NVP, B, T, H, K] (one slice per V-part of BVP columns; fp32 where there are several, summed by `sum_v_parts`),
+    dv [B, T, H, V] and d state [B, H, K, V] fp32 (None unless need_dh0)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NVP = triton.cdiv(V, BVP)
+    part_dtype = q.dtype if NVP == 1 else torch.float32  # V > 256: dq / dk summed over the V-parts in fp32
+    dq = alloc((NVP, B, T, H, K), part_dtype, q.device)
+    dk = alloc((NVP, B, T, H, K), part_dtype, q.device)
+    dv = alloc((B, T, H, V), v.dtype, q.device)
+    return dq, dk, dv, alloc((B, H, K, V), torch.float32, q.device) if need_dh0 else None
+
+
+def sum_v_parts(dq, dk, dtype):
+    """dq, dk [B, T, H, K] in `dtype` from their V-part slices."""
+    if dq.shape[0] == 1:
+        return dq[0], dk[0]
+    return dq.sum(0).to(dtype), dk.sum(0).to(dtype)
+
+
+def split_outputs(out, output_final_state: bool, state_dtype):
+    """(o, final state or None) from the autograd Function's output; the state in the caller's float64 if it was."""
+    if not output_final_state:
+        return out, None
+    o, ht = out
+    return o, ht if state_dtype in (None, torch.float32) else ht.to(state_dtype)

@@ -22,7 +22,7 @@ def _acc_dtype(x: torch.Tensor) -> torch.dtype:
 
 def _prepare(q, k, v, log_decay, state):
     acc = _acc_dtype(q)
-    B, T, H, K = q.shape
+    B, _, H, K = q.shape
     V = v.shape[-1]
     q, k, v = (x.to(acc).transpose(1, 2) for x in (q, k, v))  # [B, H, T, ·]
     g = log_decay.to(acc).transpose(1, 2)  # [B, H, T]

@@ -25,12 +25,17 @@ from .._triton_common import (
     autotune_bwd,
     autotune_fwd,
     bwd_blocks,
+    bwd_outputs,
     check_dtype,
+    chunk_tiles,
     dot_options,
     empty as _empty,
     launch_recurrent,
     mixed_dot,
     pow2,
+    split_outputs,
+    state_tile,
+    sum_v_parts,
     tiles as _tiles,
     use_autotune,
 )
@@ -77,11 +82,7 @@ def _gated_chunkwise_fwd_kernel(
     i_b = i_bh // H
     i_h = i_bh % H
 
-    offs_c = tl.arange(0, C)
-    offs_k = tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_k = offs_k < K
-    m_v = offs_v < V
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(0, i_v, H, K, V, C, BK, BV)
     # scalar pointers at (b, t=0, h, ·), int64; a chunk's tile adds int32 offsets, the loop advances by C rows
     row0 = i_b.to(tl.int64) * T * H + i_h
     g_ptr = g + row0
@@ -89,15 +90,7 @@ def _gated_chunkwise_fwd_kernel(
     k_ptr = k + row0 * K
     v_ptr = v + row0 * V
     o_ptr = o + row0 * V
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
-    p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-    m_s = m_k[:, None] & m_v[None, :]
-
-    if USE_H0:
-        S = tl.load(h0 + p_s, mask=m_s, other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
+    S, p_s, m_s = state_tile(h0, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_H0, BK, BV)
 
     for i_t in range(0, tl.cdiv(T, C)):
         m_t = i_t * C + offs_c < T
@@ -130,13 +123,7 @@ def _gated_dq_scan(
     """dq for K-block i_blk and V-part i_part, chunks in order: dq = (dO Vᵀ ⊙ D) K + (dO ⊙ ξ) S_prevᵀ over the
     part's columns, with the state tile S [BKB, BVP]; written to slice i_part of dq (summed by the caller if > 1).
     With STORE_DB also Σ_k q ⊙ dq over the block (fp32, before dq is rounded) into slice i_slice of db."""
-    offs_c = tl.arange(0, C)
-    offs_k = i_blk * BKB + tl.arange(0, BKB)
-    offs_v = i_part * BVP + tl.arange(0, BVP)
-    m_k = offs_k < K
-    m_v = offs_v < V
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(i_blk, i_part, H, K, V, C, BKB, BVP)
     g_ptr = g + first
     db_row = i_slice.to(tl.int64) * tl.num_programs(1) * T + first  # slice i_slice of [2·NK·NVP, B, T, H]
     q_ptr = q + first * K
@@ -144,11 +131,7 @@ def _gated_dq_scan(
     dq_ptr = dq + (i_part.to(tl.int64) * tl.num_programs(1) * T + first) * K  # slice i_part of [NVP, B, T, H, K]
     v_ptr = v + first * V
     do_ptr = do + first * V
-    if USE_H0:
-        p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-        S = tl.load(h0 + p_s, mask=m_k[:, None] & m_v[None, :], other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BKB, BVP], dtype=tl.float32)
+    S, _, _ = state_tile(h0, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_H0, BKB, BVP)  # the state before chunk 0
     for i_t in range(0, tl.cdiv(T, C)):
         m_t = i_t * C + offs_c < T
         m_tk = m_t[:, None] & m_k[None, :]
@@ -182,13 +165,7 @@ def _gated_dk_scan(
     """dk for K-block i_blk and V-part i_part, chunks in reverse: dk = (V dOᵀ ⊙ Dᵀ) Q + (V ⊙ ζ) dSᵀ over the part's
     columns, with the state-gradient tile dS [BKB, BVP]; written to slice i_part of dk. With STORE_DB also Σ_k k ⊙ dk
     over the block into slice i_slice of db."""
-    offs_c = tl.arange(0, C)
-    offs_k = i_blk * BKB + tl.arange(0, BKB)
-    offs_v = i_part * BVP + tl.arange(0, BVP)
-    m_k = offs_k < K
-    m_v = offs_v < V
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(i_blk, i_part, H, K, V, C, BKB, BVP)
     g_ptr = g + last
     db_row = i_slice.to(tl.int64) * tl.num_programs(1) * T + last  # db is None without STORE_DB: offsets only
     q_ptr = q + last * K
@@ -196,11 +173,7 @@ def _gated_dk_scan(
     dk_ptr = dk + (i_part.to(tl.int64) * tl.num_programs(1) * T + last) * K  # slice i_part of [NVP, B, T, H, K]
     v_ptr = v + last * V
     do_ptr = do + last * V
-    if USE_DHT:
-        p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-        dS = tl.load(dht + p_s, mask=m_k[:, None] & m_v[None, :], other=0.0).to(tl.float32)
-    else:
-        dS = tl.zeros([BKB, BVP], dtype=tl.float32)
+    dS, _, _ = state_tile(dht, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_DHT, BKB, BVP)  # d final state
     NT = tl.cdiv(T, C)
     for i_r in range(0, NT):
         i_t = NT - 1 - i_r
@@ -234,24 +207,13 @@ def _gated_dv_scan(
     IN_DT: tl.constexpr, MIX_BF16: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """dv and d state for V-block i_blk, chunks in reverse: dv = (K Qᵀ ⊙ Dᵀ) dO + (K ⊙ ζ) dS, dS [K, BVB]."""
-    offs_c = tl.arange(0, C)
-    offs_k = tl.arange(0, BKF)
-    offs_v = i_blk * BVB + tl.arange(0, BVB)
-    m_k = offs_k < K
-    m_v = offs_v < V
-    m_s = m_k[:, None] & m_v[None, :]
-    p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(0, i_blk, H, K, V, C, BKF, BVB)
+    dS, p_s, m_s = state_tile(dht, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_DHT, BKF, BVB)  # d final state
     g_ptr = g + last
     q_ptr = q + last * K
     k_ptr = k + last * K
     do_ptr = do + last * V
     dv_ptr = dv + last * V
-    if USE_DHT:
-        dS = tl.load(dht + p_s, mask=m_s, other=0.0).to(tl.float32)
-    else:
-        dS = tl.zeros([BKF, BVB], dtype=tl.float32)
     NT = tl.cdiv(T, C)
     for i_r in range(0, NT):
         i_t = NT - 1 - i_r
@@ -337,12 +299,7 @@ def _bwd(q, k, v, g, h0, do, dht, ht, C, need_dh0, need_dg):
     opts = dot_options(q)
     BKF, BVB, BKB, BVP = bwd_blocks(K, V, opts["MIX_BF16"])
     NKP = triton.cdiv(K, BKB) * triton.cdiv(V, BVP)
-    NVP = triton.cdiv(V, BVP)
-    part_dtype = q.dtype if NVP == 1 else torch.float32  # V > 256: dq / dk summed over the V-parts in fp32
-    dq = _empty((NVP, B, T, H, K), part_dtype, q.device)
-    dk = _empty((NVP, B, T, H, K), part_dtype, q.device)
-    dv = _empty((B, T, H, V), v.dtype, q.device)
-    dh0 = _empty((B, H, K, V), torch.float32, q.device) if need_dh0 else None
+    dq, dk, dv, dh0 = bwd_outputs(_empty, q, v, BVP, need_dh0)
     db = _empty((2 * NKP, B, T, H), torch.float32, q.device) if need_dg else None  # q·dq, then k·dk partials
     args = (q, k, v, g, h0, do, dht, dq, dk, dv, dh0, db, T, H, K, V)
     meta = dict(
@@ -351,7 +308,7 @@ def _bwd(q, k, v, g, h0, do, dht, ht, C, need_dh0, need_dg):
     )  # fmt: skip
     grid = (2 * NKP + triton.cdiv(V, BVB), B * H)
     (_bwd_tuned if use_autotune(q) else _gated_chunkwise_bwd_kernel)[grid](*args, **meta)
-    dq, dk = (dq[0], dk[0]) if NVP == 1 else (dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype))
+    dq, dk = sum_v_parts(dq, dk, q.dtype)
     dg = None
     if need_dg:
         db = db[:NKP].sum(0) - db[NKP:].sum(0)  # [B, T, H]
@@ -403,10 +360,7 @@ def gated_retention_chunkwise_triton(q, k, v, log_decay, state=None, output_fina
     state_dtype = None if state is None else state.dtype
     q, k, v, g, state = _prepare(q, k, v, log_decay, state)
     out = _GatedRetentionChunkwise.apply(q, k, v, g, state, bool(output_final_state), int(chunk_size))
-    if not output_final_state:
-        return out, None
-    o, ht = out
-    return o, ht if state_dtype in (None, torch.float32) else ht.to(state_dtype)
+    return split_outputs(out, output_final_state, state_dtype)
 
 
 def gated_retention_step_triton(q, k, v, log_decay, state=None, output_final_state=True):

@@ -24,6 +24,8 @@ from .._triton_common import (
     autotune_bwd,
     autotune_fwd,
     bwd_blocks as _bwd_blocks,
+    bwd_outputs,
+    chunk_tiles,
     check_dtype,
     dot_options as _dot_options,
     empty as _empty,
@@ -32,6 +34,9 @@ from .._triton_common import (
     pow2 as _pow2,
     prune_bwd as _prune_bwd,  # noqa: F401
     prune_fwd as _prune_fwd,  # noqa: F401
+    split_outputs,
+    state_tile,
+    sum_v_parts,
     tiles as _tiles,
     use_autotune as _use_autotune,
 )
@@ -59,30 +64,18 @@ def _retention_chunkwise_fwd_kernel(
     i_h = i_bh % H
     b2 = tl.load(log_decay + i_h).to(tl.float32) * 1.4426950408889634  # log2 γ
 
-    offs_c = tl.arange(0, C)
-    offs_k = tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    m_k = offs_k < K
-    m_v = offs_v < V
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(0, i_v, H, K, V, C, BK, BV)
     # scalar pointers at (b, t=0, h, ·), int64; a chunk's tile adds int32 offsets, the loop advances by C rows
     row0 = i_b.to(tl.int64) * T * H + i_h
     q_ptr = q + row0 * K
     k_ptr = k + row0 * K
     v_ptr = v + row0 * V
     o_ptr = o + row0 * V
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
-    p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-    m_s = m_k[:, None] & m_v[None, :]
+    S, p_s, m_s = state_tile(h0, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_H0, BK, BV)
 
     diff = offs_c[:, None] - offs_c[None, :]  # n - m
     decay = tl.exp2(tl.where(diff >= 0, diff.to(tl.float32) * b2, float("-inf")))  # [C, C]: γ^{n-m}, 0 above
     xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)  # [C]: γ^{j+1}
-
-    if USE_H0:
-        S = tl.load(h0 + p_s, mask=m_s, other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
 
     for i_t in range(0, tl.cdiv(T, C)):
         m_t = i_t * C + offs_c < T
@@ -117,13 +110,7 @@ def _bwd_dq_scan(
 ):  # fmt: skip
     """dq for K-block i_blk and V-part i_part, chunks in order: dq = (dO Vᵀ ⊙ D) K + (dO ⊙ ξ) S_prevᵀ over the
     part's columns, with the state tile S [BKB, BVP]; written to slice i_part of dq (summed by the caller if > 1)."""
-    offs_c = tl.arange(0, C)
-    offs_k = i_blk * BKB + tl.arange(0, BKB)
-    offs_v = i_part * BVP + tl.arange(0, BVP)
-    m_k = offs_k < K
-    m_v = offs_v < V
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(i_blk, i_part, H, K, V, C, BKB, BVP)
     k_ptr = k + first * K
     dq_ptr = dq + (i_part.to(tl.int64) * tl.num_programs(1) * T + first) * K  # slice i_part of [NVP, B, T, H, K]
     v_ptr = v + first * V
@@ -131,11 +118,7 @@ def _bwd_dq_scan(
     diff = offs_c[:, None] - offs_c[None, :]
     decay = tl.exp2(tl.where(diff >= 0, diff.to(tl.float32) * b2, float("-inf")))  # [n, m]: γ^{n-m}
     xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)
-    if USE_H0:
-        p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-        S = tl.load(h0 + p_s, mask=m_k[:, None] & m_v[None, :], other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BKB, BVP], dtype=tl.float32)
+    S, _, _ = state_tile(h0, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_H0, BKB, BVP)  # the state before chunk 0
     for i_t in range(0, tl.cdiv(T, C)):
         m_t = i_t * C + offs_c < T
         m_tk = m_t[:, None] & m_k[None, :]
@@ -166,13 +149,7 @@ def _bwd_dk_scan(
 ):  # fmt: skip
     """dk for K-block i_blk and V-part i_part, chunks in reverse: dk = (V dOᵀ ⊙ Dᵀ) Q + (V ⊙ ζ) dSᵀ over the part's
     columns, with the state-gradient tile dS [BKB, BVP]; written to slice i_part of dk."""
-    offs_c = tl.arange(0, C)
-    offs_k = i_blk * BKB + tl.arange(0, BKB)
-    offs_v = i_part * BVP + tl.arange(0, BVP)
-    m_k = offs_k < K
-    m_v = offs_v < V
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(i_blk, i_part, H, K, V, C, BKB, BVP)
     q_ptr = q + last * K
     dk_ptr = dk + (i_part.to(tl.int64) * tl.num_programs(1) * T + last) * K  # slice i_part of [NVP, B, T, H, K]
     v_ptr = v + last * V
@@ -180,11 +157,7 @@ def _bwd_dk_scan(
     diff = offs_c[:, None] - offs_c[None, :]
     decay_t = tl.exp2(tl.where(diff <= 0, (-diff).to(tl.float32) * b2, float("-inf")))  # [m, n]: γ^{n-m}
     xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)
-    if USE_DHT:
-        p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-        dS = tl.load(dht + p_s, mask=m_k[:, None] & m_v[None, :], other=0.0).to(tl.float32)
-    else:
-        dS = tl.zeros([BKB, BVP], dtype=tl.float32)
+    dS, _, _ = state_tile(dht, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_DHT, BKB, BVP)  # d final state
     NT = tl.cdiv(T, C)
     for i_r in range(0, NT):
         i_t = NT - 1 - i_r
@@ -215,15 +188,8 @@ def _bwd_dv_scan(
     IN_DT: tl.constexpr, MIX_BF16: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """dv and d state for V-block i_blk, chunks in reverse: dv = (K Qᵀ ⊙ Dᵀ) dO + (K ⊙ ζ) dS, dS [K, BVB]."""
-    offs_c = tl.arange(0, C)
-    offs_k = tl.arange(0, BKF)
-    offs_v = i_blk * BVB + tl.arange(0, BVB)
-    m_k = offs_k < K
-    m_v = offs_v < V
-    m_s = m_k[:, None] & m_v[None, :]
-    p_s = i_bh.to(tl.int64) * K * V + (offs_k[:, None] * V + offs_v[None, :])
-    tile_qk = offs_c[:, None] * (H * K) + offs_k[None, :]
-    tile_v = offs_c[:, None] * (H * V) + offs_v[None, :]
+    offs_c, offs_k, offs_v, m_k, m_v, tile_qk, tile_v = chunk_tiles(0, i_blk, H, K, V, C, BKF, BVB)
+    dS, p_s, m_s = state_tile(dht, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_DHT, BKF, BVB)  # d final state
     q_ptr = q + last * K
     k_ptr = k + last * K
     do_ptr = do + last * V
@@ -231,10 +197,6 @@ def _bwd_dv_scan(
     diff = offs_c[:, None] - offs_c[None, :]
     decay_t = tl.exp2(tl.where(diff <= 0, (-diff).to(tl.float32) * b2, float("-inf")))  # [m, n]: γ^{n-m}
     xi = tl.exp2((offs_c + 1).to(tl.float32) * b2)
-    if USE_DHT:
-        dS = tl.load(dht + p_s, mask=m_s, other=0.0).to(tl.float32)
-    else:
-        dS = tl.zeros([BKF, BVB], dtype=tl.float32)
     NT = tl.cdiv(T, C)
     for i_r in range(0, NT):
         i_t = NT - 1 - i_r
@@ -329,25 +291,18 @@ def _bwd(q, k, v, log_decay, h0, do, dht, C, need_dh0):
     V = v.shape[-1]
     opts = _dot_options(q)
     BKF, BVB, BKB, BVP = _bwd_blocks(K, V, opts["MIX_BF16"])
-    NVP = triton.cdiv(V, BVP)
-    part_dtype = q.dtype if NVP == 1 else torch.float32  # V > 256: dq / dk summed over the V-parts in fp32
-    dq = _empty((NVP, B, T, H, K), part_dtype, q.device)
-    dk = _empty((NVP, B, T, H, K), part_dtype, q.device)
-    dv = _empty((B, T, H, V), v.dtype, q.device)
-    dh0 = _empty((B, H, K, V), torch.float32, q.device) if need_dh0 else None
+    dq, dk, dv, dh0 = bwd_outputs(_empty, q, v, BVP, need_dh0)
     args = (q, k, v, log_decay, h0, do, dht, dq, dk, dv, dh0, T, H, K, V)
     meta = dict(
         C=C, BKF=BKF, BVB=BVB, BKB=BKB, BVP=BVP, USE_H0=h0 is not None, USE_DHT=dht is not None,
         STORE_DH0=need_dh0, **opts,
     )  # fmt: skip
-    grid = (2 * triton.cdiv(K, BKB) * NVP + triton.cdiv(V, BVB), B * H)
+    grid = (2 * triton.cdiv(K, BKB) * triton.cdiv(V, BVP) + triton.cdiv(V, BVB), B * H)
     if _use_autotune(q):
         _bwd_tuned[grid](*args, **meta)
     else:
         _retention_chunkwise_bwd_kernel[grid](*args, **meta)
-    if NVP == 1:
-        return dq[0], dk[0], dv, dh0
-    return dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv, dh0
+    return *sum_v_parts(dq, dk, q.dtype), dv, dh0
 
 
 class _RetentionChunkwise(torch.autograd.Function):
@@ -391,10 +346,7 @@ def retention_chunkwise_triton(q, k, v, log_decay, state=None, output_final_stat
     state_dtype = None if state is None else state.dtype
     q, k, v, log_decay, state = _prepare(q, k, v, log_decay, state)
     out = _RetentionChunkwise.apply(q, k, v, log_decay, state, bool(output_final_state), int(chunk_size))
-    if not output_final_state:
-        return out, None
-    o, ht = out
-    return o, ht if state_dtype in (None, torch.float32) else ht.to(state_dtype)
+    return split_outputs(out, output_final_state, state_dtype)
 
 
 def retention_step_triton(q, k, v, log_decay, state=None, output_final_state=True):
