@@ -64,6 +64,17 @@ ARCHITECTURES: dict[str, Architecture] = {
         peft_like="llama",
         peft_renames={"input_layernorm": "retention_norm", "post_attention_layernorm": "ffn_norm"},
     ),
+    "paperzoo_yoco": Architecture(
+        config="paperzoo.configuration.yoco.YOCOConfig",
+        auto={
+            "AutoModel": "paperzoo.modeling.yoco.YOCOModel",
+            "AutoModelForCausalLM": "paperzoo.modeling.yoco.YOCOForCausalLM",
+        },
+        # Llama's projection names (q/k/v/o_proj, gate/up/down_proj): LoRA's default q_proj + v_proj adapts the
+        # self-decoder's mixers, the shared K/V's values and the cross-decoder's queries
+        peft_like="llama",
+        peft_renames={"input_layernorm": "mixer_norm", "post_attention_layernorm": "ffn_norm"},
+    ),
     "paperzoo_rrl": Architecture(
         config="paperzoo.configuration.rrl.RRLConfig",
         auto={
@@ -86,6 +97,8 @@ _AUTO_MODULES = {"AutoFeatureExtractor": "transformers.models.auto.feature_extra
 _PIPELINES = "transformers.pipelines"
 _PEFT = "peft.utils.constants"
 _MODELING_UTILS = "transformers.modeling_utils"
+_MODELING_LAYERS = "transformers.modeling_layers"  # imports the auto models at its top: a model module importing it
+# first would otherwise make the hook import that same model module, half-initialised
 
 
 def class_paths() -> list[str]:
@@ -184,7 +197,8 @@ def _hooks() -> list[_Hook]:
     hooks = [_Hook(_CONFIG_AUTO, _modules(configs), _register_configs)]
     for trigger in dict.fromkeys(_auto_module(name) for arch in archs for name in arch.auto):
         classes = [path for arch in archs for name, path in arch.auto.items() if _auto_module(name) == trigger]
-        waits = _modules(configs + classes) | ({_MODELING_UTILS} if trigger == _MODEL_AUTO else frozenset())
+        waits = _modules(configs + classes) | ({_MODELING_UTILS, _MODELING_LAYERS} if trigger == _MODEL_AUTO
+                                                   else frozenset())
         hooks.append(_Hook(trigger, waits, partial(_register_auto_classes, trigger)))
     hooks.append(_Hook(_PIPELINES, _modules(impl for arch in archs for impl, _ in arch.pipelines.values()),
                        register_pipelines))

@@ -33,6 +33,8 @@ def write_state(cache: Cache, layer_idx: int, slot: int, value: torch.Tensor) ->
 
 
 def count_tokens(cache: Cache, num_tokens: int) -> None:
-    """Advance every layer's token count by `num_tokens` (what `cache.get_seq_length()` reports)."""
-    for layer in cache.layers:
-        layer.cumulative_length_linear.add_(num_tokens)
+    """Advance the token count of every linear-attention layer by `num_tokens` (what `cache.get_seq_length()`
+    reports for them; attention layers count the keys they hold themselves)."""
+    for layer, linear in zip(cache.layers, cache.is_linear):
+        if linear:
+            layer.cumulative_length_linear.add_(num_tokens)

@@ -23,6 +23,29 @@ def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
                          f"[0, {vocab_size})")
 
 
+def check_lm_inputs(config, input_ids, inputs_embeds, attention_mask) -> None:
+    """ValueError unless exactly one of input_ids [B, T] / inputs_embeds [B, T, d] is given, with T ≥ 1 and ids in
+    the vocabulary, and attention_mask (if any) is [B, past + T]."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    given, name = (input_ids, "input_ids") if input_ids is not None else (inputs_embeds, "inputs_embeds")
+    if given.dim() != (2 if input_ids is not None else 3):
+        raise ValueError(f"{name} must be {'[B, T]' if input_ids is not None else '[B, T, d]'}; got shape "
+                         f"{tuple(given.shape)}")
+    B, T = given.shape[:2]
+    if T == 0:
+        raise ValueError(f"{name} has no tokens (shape {tuple(given.shape)}): a prompt needs at least one token, "
+                         f"e.g. the BOS token (id {config.bos_token_id})")
+    if input_ids is not None:
+        check_token_ids(input_ids, config.vocab_size)
+    if attention_mask is not None and (attention_mask.dim() != 2 or attention_mask.shape[0] != B
+                                       or attention_mask.shape[1] < T):
+        raise ValueError(
+            f"attention_mask must be [B, past + T] with B={B}, T={T} (1 = token, 0 = padding); "
+            f"got shape {tuple(attention_mask.shape)}"
+        )
+
+
 def reject_unused_kwargs(model: torch.nn.Module, kwargs: dict) -> None:
     """TypeError for keyword arguments `forward` received but does not use.
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -31,8 +30,8 @@ from ..configuration.retnet import RetNetConfig
 from ..kernels.retention import retention
 from .cache import check_recurrent_cache, count_tokens, write_state
 from .hub_mixin import PaperzooHubMixin
-from .inputs import LOSS_KWARGS, check_token_ids, reject_unused_kwargs
-from .layers import RMSNorm
+from .inputs import LOSS_KWARGS, check_lm_inputs, reject_unused_kwargs
+from .layers import GLU, InterleavedRotary, RMSNorm, apply_rotary
 
 _STATE, _POSITION = 0, 1  # cache slots per layer: retention state [B, H, K, V+16-V%16]; next position per row [B]
 
@@ -41,25 +40,6 @@ def retnet_log_decay(num_heads: int, device=None, dtype=torch.float32) -> torch.
     """log γ_h for γ_h = 1 − 2^(−5−h). Built in fp32 (or float64) at every call: a buffer would be cast by .half()."""
     h = torch.arange(num_heads, device=device, dtype=dtype)
     return torch.log1p(-torch.exp2(-5.0 - h))  # [H]
-
-
-def rotate_every_two(x: torch.Tensor) -> torch.Tensor:
-    """(x0, x1, x2, x3, ...) → (−x1, x0, −x3, x2, ...): the rotation by 90° of each interleaved pair."""
-    return torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(-2)
-
-
-class RetNetRotary(nn.Module):
-    """torchscale's RetNetRelPos angles: θ_i = base^(−linspace(0, 1, K/2)), each repeated for its (2i, 2i+1) pair."""
-
-    def __init__(self, key_dim: int, base: float):
-        super().__init__()
-        self.key_dim, self.base = key_dim, base
-
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        acc = torch.promote_types(dtype, torch.float32)
-        inv_freq = 1.0 / self.base ** torch.linspace(0, 1, self.key_dim // 2, device=positions.device, dtype=acc)
-        angle = positions.to(acc)[..., None] * inv_freq.repeat_interleave(2)  # [B, T, K]
-        return angle.sin()[:, :, None].to(dtype), angle.cos()[:, :, None].to(dtype)  # [B, T, 1, K]
 
 
 class RetNetMultiScaleRetention(nn.Module):
@@ -94,8 +74,7 @@ class RetNetMultiScaleRetention(nn.Module):
         k = self.k_proj(hidden_states).view(B, T, H, K) * K**-0.5
         v = self.v_proj(hidden_states).view(B, T, H, V)
         sin, cos = rotary
-        q = q * cos + rotate_every_two(q) * sin
-        k = k * cos + rotate_every_two(k) * sin
+        q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         q = (q * decay_norm[..., None]).to(v.dtype)  # D̃'s row factor, folded into q
         # A ones column makes the op also return Σ_m R̃_nm, torchscale's row normaliser; zero columns after it keep
         # the width a multiple of 16, which the Triton kernels load and multiply without masking waste.
@@ -125,27 +104,13 @@ class RetNetMultiScaleRetention(nn.Module):
         return self.o_proj(nn.functional.silu(self.g_proj(hidden_states)) * o)
 
 
-class RetNetGLU(nn.Module):
-    """torchscale's GLU: down(act(gate(x)) ⊙ up(x)) (fc1 → gate_proj, gate → up_proj, fc2 → down_proj)."""
-
-    def __init__(self, config: RetNetConfig):
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-        self.act = ACT2FN[config.hidden_act]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
-
-
 class RetNetBlock(GradientCheckpointingLayer):
     def __init__(self, config: RetNetConfig, layer_idx: int):
         super().__init__()
         self.retention_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.retention = RetNetMultiScaleRetention(config, layer_idx)
         self.ffn_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.ffn = RetNetGLU(config)
+        self.ffn = GLU(config.hidden_size, config.intermediate_size, config.hidden_act)
 
     def forward(self, hidden_states, rotary, decay_norm, token_mask=None, cache=None):
         hidden_states = hidden_states + self.retention(
@@ -184,7 +149,7 @@ class RetNetModel(RetNetPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.layers = nn.ModuleList(RetNetBlock(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary = RetNetRotary(config.hidden_size // config.num_attention_heads, config.rope_theta)
+        self.rotary = InterleavedRotary(config.hidden_size // config.num_attention_heads, config.rope_theta)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -201,28 +166,6 @@ class RetNetModel(RetNetPreTrainedModel):
         offset = torch.zeros(B, dtype=torch.long, device=device) if offset is None else offset
         return offset[:, None] + torch.arange(T, device=device)
 
-    def _check_inputs(self, input_ids, inputs_embeds, attention_mask, cache):
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        given, name = (input_ids, "input_ids") if input_ids is not None else (inputs_embeds, "inputs_embeds")
-        if given.dim() != (2 if input_ids is not None else 3):
-            raise ValueError(f"{name} must be {'[B, T]' if input_ids is not None else '[B, T, d]'}; got shape "
-                             f"{tuple(given.shape)}")
-        B, T = given.shape[:2]
-        if T == 0:
-            raise ValueError(f"{name} has no tokens (shape {tuple(given.shape)}): a prompt needs at least one token, "
-                             f"e.g. the BOS token (id {self.config.bos_token_id})")
-        if input_ids is not None:
-            check_token_ids(input_ids, self.config.vocab_size)
-        if attention_mask is not None and (attention_mask.dim() != 2 or attention_mask.shape[0] != B
-                                           or attention_mask.shape[1] < T):
-            raise ValueError(
-                f"attention_mask must be [B, past + T] with B={B}, T={T} (1 = token, 0 = padding); "
-                f"got shape {tuple(attention_mask.shape)}"
-            )
-        if cache is not None:
-            check_recurrent_cache(cache, self.config.num_hidden_layers)
-
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
     @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
     @can_return_tuple
@@ -238,7 +181,9 @@ class RetNetModel(RetNetPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPast:
         reject_unused_kwargs(self, kwargs)
-        self._check_inputs(input_ids, inputs_embeds, attention_mask, cache)
+        check_lm_inputs(self.config, input_ids, inputs_embeds, attention_mask)
+        if cache is not None:
+            check_recurrent_cache(cache, self.config.num_hidden_layers)
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if self.gradient_checkpointing and self.training:
             use_cache = False

@@ -109,6 +109,50 @@ RETNET = Architecture(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# YOCO: the gated-retention and the sliding-window self-decoder (a window shorter than the 13-token inputs)
+
+
+def _yoco_config(**overrides):
+    kwargs = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, intermediate_size=48, num_self_heads=2,
+                  num_attention_heads=4, num_key_value_heads=2, chunk_size=8, prefill_segment_size=8,
+                  kernel_backend="reference", pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    kwargs.update(overrides)
+    return paperzoo.YOCOConfig(**kwargs)
+
+
+def _sharpen_yoco(model):
+    """8× larger gated-retention q/k than the 2^-2.5 xavier init (as for RetNet), so that a cache that drops or
+    repeats tokens changes the logits measurably."""
+    with torch.no_grad():
+        for layer in model.base_model.self_layers:
+            if hasattr(layer.mixer, "gt_proj"):
+                layer.mixer.q_proj.weight.mul_(8)
+                layer.mixer.k_proj.weight.mul_(8)
+
+
+_YOCO_CLASSES = (
+    ModelClass(paperzoo.YOCOModel, "AutoModel", None, "FEATURE_EXTRACTION"),
+    ModelClass(paperzoo.YOCOForCausalLM, "AutoModelForCausalLM", "causal_lm", "CAUSAL_LM"),
+)
+_YOCO_BAD_VALUES = (("num_hidden_layers", 3), ("num_self_heads", 3), ("num_attention_heads", 5),
+                    ("num_key_value_heads", 3), ("self_decoder", "mamba"), ("sliding_window", 16),
+                    ("chunk_size", 24), ("kernel_backend", "cuda"), ("gate_logit_normalizer", 0.0),
+                    ("rms_norm_eps", -1.0), ("rope_theta", 0.0), ("prefill_segment_size", 0))
+
+YOCO = Architecture(name="yoco", config_class=paperzoo.YOCOConfig, tiny=_yoco_config, classes=_YOCO_CLASSES,
+                    inputs=_token_ids, bad_values=_YOCO_BAD_VALUES, prepare=_sharpen_yoco)
+
+
+def _yoco_swa_config(**overrides):
+    return _yoco_config(**{"self_decoder": "sliding_window", "sliding_window": 4, **overrides})
+
+
+YOCO_SWA = Architecture(name="yoco-swa", config_class=paperzoo.YOCOConfig, tiny=_yoco_swa_config,
+                        classes=_YOCO_CLASSES, inputs=_token_ids,
+                        bad_values=(("sliding_window", 0), ("sliding_window", -3), ("self_decoder", "window")))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # RRL
 
 
@@ -163,7 +207,7 @@ RRL = Architecture(
 )
 
 
-ARCHITECTURES = (RETNET, RRL)
+ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL)
 
 
 def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:
