@@ -21,8 +21,6 @@ MAX_BVP = 256  # widest V-part of the dq / dk programs; wider V is split into pa
 # sm_90 (the backward programs hold a full-V tile, hence its smaller C; fp32 operands take twice the registers).
 CUDA_MAX_C = {torch.bfloat16: (64, 32), torch.float16: (64, 32), torch.float32: (32, 16)}
 
-LOG2E = 1.4426950408889634  # exp(x) = exp2(x · log2 e): the kernels take every power with exp2
-
 
 def empty(shape, dtype, device) -> torch.Tensor:
     """The one allocator of kernel outputs (the tests poison it with NaN, per op module)."""
@@ -92,7 +90,8 @@ def recurrent_fwd_kernel(
     i_bh = tl.program_id(1)
     i_b = i_bh // H
     i_h = i_bh % H
-    gamma = tl.exp2(tl.load(log_decay + i_h).to(tl.float32) * 1.4426950408889634)
+    if not PER_TOKEN:  # (a per-token log_decay may be empty: T = 0)
+        gamma = tl.exp2(tl.load(log_decay + i_h).to(tl.float32) * 1.4426950408889634)
 
     offs_k = tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
@@ -102,11 +101,13 @@ def recurrent_fwd_kernel(
     S, p_s, m_s = state_tile(h0, i_bh, offs_k, offs_v, m_k, m_v, K, V, USE_H0, BK, BV)
     for _ in range(0, T):
         if PER_TOKEN:
-            gamma = tl.exp2(tl.load(log_decay + row).to(tl.float32) * 1.4426950408889634)
+            decay = tl.exp2(tl.load(log_decay + row).to(tl.float32) * 1.4426950408889634)
+        else:
+            decay = gamma
         b_q = tl.load(q + row * K + offs_k, mask=m_k, other=0.0).to(tl.float32)
         b_k = tl.load(k + row * K + offs_k, mask=m_k, other=0.0).to(tl.float32)
         b_v = tl.load(v + row * V + offs_v, mask=m_v, other=0.0).to(tl.float32)
-        S = S * gamma + b_k[:, None] * b_v[None, :]
+        S = S * decay + b_k[:, None] * b_v[None, :]
         b_o = tl.sum(S * b_q[:, None], axis=0)
         tl.store(o + row * V + offs_v, b_o.to(o.dtype.element_ty), mask=m_v)
         row += H

@@ -322,6 +322,9 @@ def test_empty_sequence(backend):
     o, h = gated_retention(x["q"], x["k"], x["v"], x["g"], x["state"].float(), True, backend=backend)
     assert o.shape == (1, 0, 2, 6)
     assert torch.equal(h, x["state"].float())
+    if backend == "triton":  # the step kernel with no token: the state comes back unchanged, g is never read
+        o, h = gt.gated_retention_step_triton(x["q"], x["k"], x["v"], x["g"], x["state"].float(), True)
+        assert o.shape == (1, 0, 2, 6) and torch.equal(h, x["state"].float())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
