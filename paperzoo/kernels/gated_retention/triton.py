@@ -313,7 +313,7 @@ def _bwd(q, k, v, g, h0, do, dht, ht, C, need_dh0, need_dg):
     if need_dg:
         db = db[:NKP].sum(0) - db[NKP:].sum(0)  # [B, T, H]
         if dht is not None:
-            db[:, -1] += (dht * ht).sum((-2, -1))  # the final state holds exp(b_{T-1}) everywhere
+            db[:, -1] += (dht * ht).sum((-2, -1))  # ∂S_final / ∂b_{T-1} = S_final
         dg = db.flip(1).cumsum(1).flip(1)  # g_i enters every b_t with t ≥ i
     return dq, dk, dv, dg, dh0
 
