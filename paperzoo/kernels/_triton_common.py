@@ -9,8 +9,12 @@ allocations of that module alone. Importing this module raises ImportError when 
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError as exc:  # pragma: no cover - exercised only where triton is absent
+    raise ImportError(f"paperzoo.kernels._triton_common needs triton: {exc}") from exc
 
 from .._env import triton_interpret
 

@@ -40,7 +40,7 @@ FLAT_FILES = {
     "kernels_retention_reference.py", "kernels__registry.py", "_env.py",
 }
 if (Path(paperzoo.__file__).parent / "kernels" / "retention" / "triton.py").is_file():
-    FLAT_FILES.add("kernels_retention_triton.py")
+    FLAT_FILES |= {"kernels_retention_triton.py", "kernels__triton_common.py"}
 
 
 def tiny_retnet(seed: int = 0) -> RetNetForCausalLM:
