@@ -174,6 +174,30 @@ def test_state_dict_api_with_small_chunks(self_decoder):
         torch.testing.assert_close(_logits(model, tokens), oracle(tokens), rtol=0, atol=ATOL)
 
 
+@pytest.mark.parametrize("self_decoder", ["gated_retention", "sliding_window"])
+def test_decoding_matches_official(self_decoder):
+    """Prefill of 6 tokens (> the window; in segments of 4) with use_cache=True, then one token per call with the
+    returned cache: the oracle's full-forward logits at every position (the official incremental path computes the
+    same function: benchmarks/yoco_official.py checks that on the real code)."""
+    from paperzoo.modeling.yoco import YOCOForCausalLM
+
+    params = _params(**({"sliding_window": WINDOW} if self_decoder == "sliding_window" else {}))
+    oracle = _official(params, seed=13)
+    config = official_args_to_config(params, prefill_segment_size=4)
+    model = YOCOForCausalLM(config).double().eval()
+    model.load_state_dict(official_state_dict_to_paperzoo(oracle.state_dict(), config), strict=True)
+    tokens = _tokens(9)
+    with torch.no_grad():
+        ref = oracle(tokens)
+        out = model(tokens[:, :6], use_cache=True)
+        steps, cache = [out.logits], out.cache
+        for t in range(6, T):
+            out = model(tokens[:, t : t + 1], cache=cache, use_cache=True)
+            steps.append(out.logits)
+            cache = out.cache
+    torch.testing.assert_close(torch.cat(steps, 1), ref, rtol=0, atol=ATOL)
+
+
 # ----------------------------------------------------------------------------------------------- error handling
 
 
