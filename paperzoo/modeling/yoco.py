@@ -350,12 +350,12 @@ class YOCOModel(YOCOPreTrainedModel):
         if attention_mask is not None and not torch.compiler.is_compiling() and bool(attention_mask.all()):
             attention_mask = token_mask = None  # no padding: masks SDPA can skip
 
-        keep = self._kept(output_positions, T, hidden_states.device)  # range or tensor of kept positions [Tk]
+        keep, restore = self._kept(output_positions, T, hidden_states.device)  # range, or sorted positions [Tk]
         # hidden states need the cross-decoder at every position: it then runs on all, and the kept rows are taken
         cross_rows = range(0, T) if output_hidden_states else keep
         all_hidden = [] if output_hidden_states else None
-        # prefill early exit, in pieces: without gradients, a long prompt runs through the self-decoder and the
-        # shared K/V a piece at a time (activations bounded by the piece); only the rows the cross-decoder needs
+        # prefill early exit, in segments: without gradients, a long prompt runs through the self-decoder and the
+        # shared K/V a segment at a time (activations bounded by the segment); only the rows the cross-decoder needs
         # go on
         piece = self.config.prefill_segment_size if (cache is not None and not torch.is_grad_enabled()
                                                    and not output_hidden_states) else T
@@ -389,6 +389,8 @@ class YOCOModel(YOCOPreTrainedModel):
         if all_hidden is not None:
             all_hidden.append(hidden_states)
             hidden_states = hidden_states[:, self._as_index(keep)]
+        if restore is not None:  # the positions in the order they were asked for
+            hidden_states = hidden_states[:, restore]
         if cache is not None:
             count_tokens(cache, T)
         return BaseModelOutputWithPast(
@@ -397,15 +399,22 @@ class YOCOModel(YOCOPreTrainedModel):
 
     @staticmethod
     def _kept(output_positions, T: int, device):
-        """The positions whose hidden states are returned: a range (all, or the last n) or a tensor of indices."""
+        """(positions whose hidden states are returned, permutation back to the order asked for, or None): a range
+        (all, or the last n), or a tensor of indices (negative ones count from the end) sorted in prompt order, the
+        order in which segments produce them."""
         if isinstance(output_positions, torch.Tensor):
-            return output_positions.to(device)
+            index = output_positions.to(device=device, dtype=torch.long).flatten()
+            if not torch.compiler.is_compiling() and index.numel() and not ((index >= -T) & (index < T)).all():
+                raise ValueError(f"output_positions (logits_to_keep) holds {index.tolist()}: indices of a "
+                                 f"{T}-token input must lie in [-{T}, {T})")
+            rows, order = torch.where(index < 0, index + T, index).sort(stable=True)
+            return rows, order.argsort()
         if isinstance(output_positions, bool) or not isinstance(output_positions, int) or output_positions < 0:
             raise ValueError(f"output_positions (logits_to_keep)={output_positions!r} must be an int >= 0 or a "
                              f"tensor of indices")
         if output_positions == 0 or output_positions >= T:
-            return range(0, T)
-        return range(T - output_positions, T)
+            return range(0, T), None
+        return range(T - output_positions, T), None
 
     @staticmethod
     def _as_index(rows):

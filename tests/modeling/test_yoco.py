@@ -88,14 +88,14 @@ def test_prefill_early_exit_runs_the_cross_decoder_only_where_logits_are_kept(ov
         full = model(ids, use_cache=False).logits
         seen["self"].clear(), seen["cross"].clear()
         last = model(ids, use_cache=True, logits_to_keep=1)
-        two = model(ids, use_cache=True, logits_to_keep=torch.tensor([3, 22])).logits
+        two = model(ids, use_cache=True, logits_to_keep=torch.tensor([22, 3, -20])).logits  # any order, from the end
     for h in hooks:
         h.remove()
     assert last.logits.shape == (2, 1, 61)
     torch.testing.assert_close(last.logits[:, 0], full[:, -1], rtol=0, atol=1e-10)
-    torch.testing.assert_close(two, full[:, [3, 22]], rtol=0, atol=1e-10)
-    # the prompt went through the self-decoder in segments of 6; the cross-decoder saw 1 position, then 2
-    assert seen["self"] == [6, 6, 6, 5] * 2 and seen["cross"] == [1, 2]
+    torch.testing.assert_close(two, full[:, [22, 3, 3]], rtol=0, atol=1e-10)
+    # the prompt went through the self-decoder in segments of 6; the cross-decoder saw 1 position, then 3
+    assert seen["self"] == [6, 6, 6, 5] * 2 and seen["cross"] == [1, 3]
     assert last.cache.get_seq_length() == 23 and last.cache.get_seq_length(model.model.kv_layer_idx) == 23
 
 
@@ -130,6 +130,8 @@ def test_bad_inputs_are_value_errors_naming_the_value():
             model(ids, labels=ids, logits_to_keep=1)
         with pytest.raises(ValueError, match="-1"):
             model(ids, logits_to_keep=-1)
+        with pytest.raises(ValueError, match="\\[-6, 6\\)"):
+            model(ids, logits_to_keep=torch.tensor([6]))
         other = tiny(self_decoder="sliding_window", sliding_window=3)(ids, use_cache=True).cache
         with pytest.raises(ValueError, match="sliding_window"):
             model(ids[:, :1], cache=other)
