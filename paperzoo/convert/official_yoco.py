@@ -33,10 +33,7 @@ rounds to fp32 inside RMSNorm, rotary, gate cumsum and SwiGLU even in a float64 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -44,6 +41,7 @@ import torch
 
 from ..configuration.yoco import YOCOConfig
 from ..modeling.yoco import YOCOForCausalLM
+from ._common import is_int, resolve_dtype, save_atomically
 
 __all__ = ["YOCO_ARGS_DEFAULTS", "convert_official_yoco", "official_args_to_config",
            "official_state_dict_to_paperzoo"]
@@ -80,10 +78,6 @@ _TOP_MAP = {
 _LAYER_KEY = re.compile(r"(self_decoder|cross_decoder)\.layers\.(\d+)\.(.+)")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _read_params(params, source: str) -> dict:
     if isinstance(params, Mapping):
         return dict(params)
@@ -118,7 +112,7 @@ def official_args_to_config(params: Mapping, source: str = "params", **overrides
     if a["n_attn_kv_heads"] is None:  # fairseq's default(): as many K/V heads as query heads
         a["n_attn_kv_heads"] = a["n_attn_heads"]
     for field in YOCO_REQUIRED:
-        if not _is_int(a[field]) or a[field] <= 0:
+        if not is_int(a[field]) or a[field] <= 0:
             raise ValueError(f"{source}: YOCOArgs field {field}={a[field]!r} must be a positive integer")
     if a["n_layers"] % 2:
         raise ValueError(f"{source}: YOCOArgs field n_layers={a['n_layers']} must be even (n_layers // 2 "
@@ -131,12 +125,12 @@ def official_args_to_config(params: Mapping, source: str = "params", **overrides
         raise ValueError(f"{source}: YOCOArgs field n_attn_kv_heads={a['n_attn_kv_heads']} must divide "
                          f"n_attn_heads={a['n_attn_heads']} (grouped-query attention)")
     mp = a["model_parallel_size"]
-    if mp is not None and (not _is_int(mp) or mp != 1):
+    if mp is not None and (not is_int(mp) or mp != 1):
         raise ValueError(f"{source}: YOCOArgs field model_parallel_size={mp!r} is not supported: the weights of a "
                          "model-parallel run are per-rank shards of the parallel linear/embedding matrices, which "
                          "paperzoo does not merge (convert a model_parallel_size=1 checkpoint)")
     window = a["sliding_window"]
-    if window is not None and (not _is_int(window) or window <= 0):
+    if window is not None and (not is_int(window) or window <= 0):
         raise ValueError(f"{source}: YOCOArgs field sliding_window={window!r} must be None (gated retention) or a "
                          "positive integer window")
     for field in ("rope_theta", "norm_eps"):
@@ -252,20 +246,6 @@ def official_state_dict_to_paperzoo(state: Mapping, config: YOCOConfig, source: 
     return out
 
 
-def _resolve_dtype(dtype, state: Mapping) -> torch.dtype:
-    if dtype is None:
-        emb = state.get("model.embed_tokens.weight")
-        return emb.dtype if emb is not None and emb.is_floating_point() else torch.float32
-    if isinstance(dtype, str):
-        resolved = getattr(torch, dtype.removeprefix("torch."), None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype={dtype!r} is not a torch dtype name (e.g. 'float32', 'bfloat16')")
-        dtype = resolved
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype={dtype!r} must be a floating torch dtype")
-    return dtype
-
-
 def _load_weights(path: Path) -> Mapping:
     if not path.is_file():
         raise FileNotFoundError(f"YOCO checkpoint {str(path)!r} does not exist or is not a file")
@@ -280,24 +260,6 @@ def _load_weights(path: Path) -> Mapping:
     if not isinstance(ckpt, Mapping):
         raise ValueError(f"{path}: not a YOCO checkpoint: expected a state_dict, got {type(ckpt).__name__}")
     return ckpt
-
-
-def _save_atomically(model: YOCOForCausalLM, output_dir: Path) -> None:
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ValueError(f"output directory {str(output_dir)!r} already exists and is not an empty directory; "
-                         "remove it or choose another")
-    parent = output_dir.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        model.save_pretrained(tmp)
-        if output_dir.is_dir():  # empty (checked above)
-            output_dir.rmdir()
-        os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _ties(state: Mapping) -> bool:
@@ -331,7 +293,7 @@ def convert_official_yoco(checkpoint, params, output_dir, dtype=None) -> YOCOFor
     state = strip_prefix(_load_weights(path))
     config = official_args_to_config(params, source=source, tie_word_embeddings=_ties(state))
     weights = official_state_dict_to_paperzoo(state, config, source=str(path))
-    dtype = _resolve_dtype(dtype, weights)
+    dtype = resolve_dtype(dtype, weights)
     weights = {k: v.to(dtype) for k, v in weights.items()}
 
     with torch.device("meta"):  # no random init of a model about to be overwritten
@@ -348,5 +310,5 @@ def convert_official_yoco(checkpoint, params, output_dir, dtype=None) -> YOCOFor
         raise RuntimeError(f"tensors left uninitialised after conversion: {left}")
     model.config.dtype = dtype
     model.eval()
-    _save_atomically(model, output_dir)
+    save_atomically(model, output_dir)
     return model

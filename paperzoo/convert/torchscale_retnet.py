@@ -20,10 +20,7 @@ presets with more than 20 heads, e.g. retnet_65b); paperzoo keeps γ_h = 1 − 2
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import torch
 
 from ..configuration.retnet import RetNetConfig
 from ..modeling.retnet import RetNetForCausalLM
+from ._common import is_int, resolve_dtype, save_atomically
 
 __all__ = ["TORCHSCALE_RETNET_DEFAULTS", "convert_torchscale_retnet", "torchscale_args_to_config",
            "torchscale_state_dict_to_paperzoo"]
@@ -85,10 +83,6 @@ _BUFFERS = ("retnet_rel_pos.angle", "retnet_rel_pos.decay")
 _LAYER_KEY = re.compile(r"layers\.(\d+)\.(.+)")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _resolve_args(args: Mapping) -> dict:
     """torchscale's defaults for absent (or None) fields, then its RetNetConfig post-processing."""
     resolved = dict(TORCHSCALE_RETNET_DEFAULTS)
@@ -121,7 +115,7 @@ def torchscale_args_to_config(args: Mapping, source: str = "args") -> RetNetConf
         raise _unsupported(source, "multiway", a["multiway"], "BEiT-3 multiway (two-expert) projections")
     if a["layernorm_embedding"]:
         raise _unsupported(source, "layernorm_embedding", a["layernorm_embedding"], "RMSNorm after the embedding")
-    if not _is_int(a["moe_freq"]) or a["moe_freq"] != 0:
+    if not is_int(a["moe_freq"]) or a["moe_freq"] != 0:
         raise _unsupported(source, "moe_freq", a["moe_freq"], "mixture-of-experts FFN layers")
     if a["use_xmoe"]:
         raise _unsupported(source, "use_xmoe", a["use_xmoe"], "mixture-of-experts FFN layers")
@@ -131,7 +125,7 @@ def torchscale_args_to_config(args: Mapping, source: str = "args") -> RetNetConf
         raise _unsupported(source, "no_output_layer", a["no_output_layer"], "a causal LM needs output_projection")
     for field in ("vocab_size", "decoder_embed_dim", "decoder_value_embed_dim", "decoder_retention_heads",
                   "decoder_ffn_embed_dim", "decoder_layers"):
-        if not _is_int(a[field]) or a[field] <= 0:
+        if not is_int(a[field]) or a[field] <= 0:
             raise ValueError(f"{source}: torchscale field {field}={a[field]!r} must be a positive integer")
     act = a["activation_fn"]
     from transformers.activations import ACT2FN
@@ -150,7 +144,7 @@ def torchscale_args_to_config(args: Mapping, source: str = "args") -> RetNetConf
         raise ValueError(f"{source}: torchscale field layernorm_eps={eps!r} must be a number >= 0")
     chunk = a["recurrent_chunk_size"]
     kwargs = {}
-    if _is_int(chunk) and chunk > 0 and not chunk & (chunk - 1):  # else paperzoo's default; results do not depend on it
+    if is_int(chunk) and chunk > 0 and not chunk & (chunk - 1):  # else paperzoo's default; results do not depend on it
         kwargs["chunk_size"] = chunk
     try:
         return RetNetConfig(
@@ -263,20 +257,6 @@ def torchscale_state_dict_to_paperzoo(state: Mapping, config: RetNetConfig, sour
     return out
 
 
-def _resolve_dtype(dtype, state: Mapping) -> torch.dtype:
-    if dtype is None:
-        emb = state.get("model.embed_tokens.weight")
-        return emb.dtype if emb is not None and emb.is_floating_point() else torch.float32
-    if isinstance(dtype, str):
-        resolved = getattr(torch, dtype.removeprefix("torch."), None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype={dtype!r} is not a torch dtype name (e.g. 'float32', 'bfloat16')")
-        dtype = resolved
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype={dtype!r} must be a floating torch dtype")
-    return dtype
-
-
 def _load_checkpoint(path: Path) -> tuple[Mapping, Mapping]:
     if not path.is_file():
         raise FileNotFoundError(f"torchscale checkpoint {str(path)!r} does not exist or is not a file")
@@ -293,24 +273,6 @@ def _load_checkpoint(path: Path) -> tuple[Mapping, Mapping]:
         raise ValueError(f"{path}: not a torchscale checkpoint: expected a dict with 'args' (torchscale "
                          f"RetNetConfig fields) and 'model' (RetNetDecoder state_dict), got {what}")
     return ckpt["args"], ckpt["model"]
-
-
-def _save_atomically(model: RetNetForCausalLM, output_dir: Path) -> None:
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ValueError(f"output directory {str(output_dir)!r} already exists and is not an empty directory; "
-                         "remove it or choose another")
-    parent = output_dir.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        model.save_pretrained(tmp)
-        if output_dir.is_dir():  # empty (checked above)
-            output_dir.rmdir()
-        os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def convert_torchscale_retnet(checkpoint_path, output_dir, dtype=None) -> RetNetForCausalLM:
@@ -330,7 +292,7 @@ def convert_torchscale_retnet(checkpoint_path, output_dir, dtype=None) -> RetNet
     args, state = _load_checkpoint(path)
     config = torchscale_args_to_config(args, source=str(path))
     weights = torchscale_state_dict_to_paperzoo(state, config, source=str(path))
-    dtype = _resolve_dtype(dtype, weights)
+    dtype = resolve_dtype(dtype, weights)
     weights = {k: v.to(dtype) for k, v in weights.items()}
 
     with torch.device("meta"):  # no random init of a model about to be overwritten
@@ -347,5 +309,5 @@ def convert_torchscale_retnet(checkpoint_path, output_dir, dtype=None) -> RetNet
         raise RuntimeError(f"tensors left uninitialised after conversion: {left}")
     model.config.dtype = dtype
     model.eval()
-    _save_atomically(model, output_dir)
+    save_atomically(model, output_dir)
     return model
