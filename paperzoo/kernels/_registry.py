@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -71,3 +72,27 @@ def resolve(op: str, requested: str | None, unsupported: Callable[[], str | None
         _logged.add((op, reason))
         logger.info("%s: using the PyTorch reference because %s", op, reason)
     return "reference"
+
+
+def linear_attention_form(op: str, backend: str | None, q, k, v, decay, state, chunk_size: int,
+                          triton_forms: tuple | None, reference_forms: tuple) -> Callable:
+    """The form that computes a chunked linear-attention op (retention, gated retention) for this call, as
+    f(q, k, v, decay, state, output_final_state): Triton (`triton_forms` = (step, chunkwise), None when they failed to
+    import) or the reference (`reference_forms` = (recurrent, parallel, chunkwise)). One token without gradients is
+    a recurrent step; up to `chunk_size` tokens the reference's parallel form; longer, the chunkwise form."""
+
+    def unsupported():
+        if triton_forms is None:
+            return "paperzoo's triton kernels failed to import"
+        if q.dtype == torch.float64:
+            return "float64 runs on the reference (the kernels accumulate in fp32)"
+        return triton_unavailable_reason(q, k, v, decay, *([] if state is None else [state]))
+
+    T = q.shape[1]
+    if resolve(op, backend, unsupported) == "triton":
+        step, chunkwise = triton_forms
+        return step if T == 1 and not torch.is_grad_enabled() else partial(chunkwise, chunk_size=chunk_size)
+    recurrent, parallel, chunkwise = reference_forms
+    if T == 1:
+        return recurrent
+    return parallel if T <= chunk_size else partial(chunkwise, chunk_size=chunk_size)

@@ -210,7 +210,8 @@ def test_triton_backend_gives_reference_logits(monkeypatch):
     calls = {"retention_chunkwise_triton": 0, "retention_step_triton": 0}
     for name in calls:  # count the kernel launches, so that a silent fallback cannot pass
         kernel = getattr(op, name)
-        monkeypatch.setattr(op, name, lambda *a, _k=kernel, _n=name: calls.__setitem__(_n, calls[_n] + 1) or _k(*a))
+        monkeypatch.setattr(op, name, lambda *a, _k=kernel, _n=name, **kw: calls.__setitem__(_n, calls[_n] + 1)
+                            or _k(*a, **kw))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     reference = tiny_model(dtype=torch.float32, chunk_size=16).to(device)
     fast = copy.deepcopy(reference)

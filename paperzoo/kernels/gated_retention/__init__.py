@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._registry import resolve, triton_unavailable_reason
+from .._registry import linear_attention_form
 from .reference import gated_retention_chunkwise, gated_retention_parallel, gated_retention_recurrent
 
 try:
@@ -54,20 +54,8 @@ def gated_retention(
     """
     _check(q, k, v, log_decay, state, chunk_size)
 
-    def unsupported():
-        if gated_retention_chunkwise_triton is None:
-            return "paperzoo's triton kernels failed to import"
-        if q.dtype == torch.float64:
-            return "float64 runs on the reference (the kernels accumulate in fp32)"
-        return triton_unavailable_reason(q, k, v, log_decay, *([] if state is None else [state]))
-
-    T = q.shape[1]
-    if resolve("gated_retention", backend, unsupported) == "triton":
-        if T == 1 and not torch.is_grad_enabled():
-            return gated_retention_step_triton(q, k, v, log_decay, state, output_final_state)
-        return gated_retention_chunkwise_triton(q, k, v, log_decay, state, output_final_state, chunk_size)
-    if T == 1:
-        return gated_retention_recurrent(q, k, v, log_decay, state, output_final_state)
-    if T <= chunk_size:
-        return gated_retention_parallel(q, k, v, log_decay, state, output_final_state)
-    return gated_retention_chunkwise(q, k, v, log_decay, state, output_final_state, chunk_size)
+    imported = gated_retention_chunkwise_triton is not None
+    triton_forms = (gated_retention_step_triton, gated_retention_chunkwise_triton) if imported else None
+    form = linear_attention_form("gated_retention", backend, q, k, v, log_decay, state, chunk_size, triton_forms,
+                                 (gated_retention_recurrent, gated_retention_parallel, gated_retention_chunkwise))
+    return form(q, k, v, log_decay, state, output_final_state)

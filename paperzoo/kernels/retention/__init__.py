@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._registry import resolve, triton_unavailable_reason
+from .._registry import linear_attention_form
 from .reference import retention_chunkwise, retention_parallel, retention_recurrent
 
 try:
@@ -48,20 +48,8 @@ def retention(
     """
     _check(q, k, v, log_decay, state, chunk_size)
 
-    def unsupported():
-        if retention_chunkwise_triton is None:
-            return "paperzoo's triton kernels failed to import"
-        if q.dtype == torch.float64:
-            return "float64 runs on the reference (the kernels accumulate in fp32)"
-        return triton_unavailable_reason(q, k, v, log_decay, *([] if state is None else [state]))
-
-    T = q.shape[1]
-    if resolve("retention", backend, unsupported) == "triton":
-        if T == 1 and not torch.is_grad_enabled():
-            return retention_step_triton(q, k, v, log_decay, state, output_final_state)
-        return retention_chunkwise_triton(q, k, v, log_decay, state, output_final_state, chunk_size)
-    if T == 1:
-        return retention_recurrent(q, k, v, log_decay, state, output_final_state)
-    if T <= chunk_size:
-        return retention_parallel(q, k, v, log_decay, state, output_final_state)
-    return retention_chunkwise(q, k, v, log_decay, state, output_final_state, chunk_size)
+    imported = retention_chunkwise_triton is not None
+    triton_forms = (retention_step_triton, retention_chunkwise_triton) if imported else None
+    form = linear_attention_form("retention", backend, q, k, v, log_decay, state, chunk_size, triton_forms,
+                                 (retention_recurrent, retention_parallel, retention_chunkwise))
+    return form(q, k, v, log_decay, state, output_final_state)
