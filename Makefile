@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/retnet.py
 	$(PY) benchmarks/retnet_decode.py
 	$(PY) benchmarks/rrl.py
+	$(PY) benchmarks/yoco.py
 
 clean:
 	rm -rf $(VENV) .oracle build *.egg-info
