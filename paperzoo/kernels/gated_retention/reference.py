@@ -31,12 +31,13 @@ def _prepare(q, k, v, log_decay, state):
     return q, k, v, g, state.to(acc)
 
 
-def _decay_matrix(b: torch.Tensor) -> torch.Tensor:
+def _decay_matrix(b: torch.Tensor, causal: torch.Tensor | None = None) -> torch.Tensor:
     """[..., L] cumulative log decays -> [..., L, L] with exp(b_n − b_m) for n ≥ m, 0 above the diagonal.
 
-    The upper triangle is set to −inf before exp: b_n − b_m > 0 there and its exp may overflow (inf · 0 = NaN)."""
+    The upper triangle is set to −inf before exp: b_n − b_m > 0 there and its exp may overflow (inf · 0 = NaN).
+    `causal`: a lower-triangular bool matrix of at least L × L, built once by callers that loop over chunks."""
     L = b.shape[-1]
-    causal = torch.ones(L, L, dtype=torch.bool, device=b.device).tril()
+    causal = torch.ones(L, L, dtype=torch.bool, device=b.device).tril() if causal is None else causal[:L, :L]
     return torch.exp((b[..., :, None] - b[..., None, :]).masked_fill(~causal, float("-inf")))
 
 
@@ -83,10 +84,11 @@ def gated_retention_chunkwise(q, k, v, log_decay, state=None, output_final_state
     out_dtype, T = q.dtype, q.shape[1]
     q, k, v, g, state = _prepare(q, k, v, log_decay, state)
     outs = []
+    causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
     for start in range(0, T, chunk_size):
         qc, kc, vc = (x[:, :, start : start + chunk_size] for x in (q, k, v))  # [B, H, L, ·]
         c = g[:, :, start : start + chunk_size].cumsum(-1)  # [B, H, L]
-        inner = ((qc @ kc.transpose(-1, -2)) * _decay_matrix(c)) @ vc
+        inner = ((qc @ kc.transpose(-1, -2)) * _decay_matrix(c, causal)) @ vc
         outs.append(inner + (qc * torch.exp(c)[..., None]) @ state)
         c_last = c[..., -1:]  # [B, H, 1]
         state = torch.exp(c_last)[..., None] * state + kc.transpose(-1, -2) @ (vc * torch.exp(c_last - c)[..., None])
