@@ -48,3 +48,26 @@ def save_atomically(model, output_dir: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def load_and_save(model_class, config, weights: dict, dtype, output_dir: Path):
+    """Build `model_class(config)` from the converted `weights` (cast to `dtype`, see resolve_dtype), check that they
+    fill every parameter, save it atomically to `output_dir`; returns the model (eval mode, on CPU)."""
+    dtype = resolve_dtype(dtype, weights)
+    weights = {k: v.to(dtype) for k, v in weights.items()}
+    with torch.device("meta"):  # no random init of a model about to be overwritten
+        model = model_class(config)
+    result = model.load_state_dict(weights, strict=False, assign=True)
+    missing = [k for k in result.missing_keys if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or result.unexpected_keys:  # a mapping bug, not a user error
+        raise RuntimeError(f"paperzoo {model_class.__name__} parameter names changed: missing {missing}, "
+                           f"unexpected {result.unexpected_keys}")
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.get_input_embeddings().weight
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise RuntimeError(f"tensors left uninitialised after conversion: {left}")
+    model.config.dtype = dtype
+    model.eval()
+    save_atomically(model, output_dir)
+    return model

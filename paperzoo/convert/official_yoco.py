@@ -41,7 +41,7 @@ import torch
 
 from ..configuration.yoco import YOCOConfig
 from ..modeling.yoco import YOCOForCausalLM
-from ._common import is_int, resolve_dtype, save_atomically
+from ._common import is_int, load_and_save
 
 __all__ = ["YOCO_ARGS_DEFAULTS", "convert_official_yoco", "official_args_to_config",
            "official_state_dict_to_paperzoo"]
@@ -293,22 +293,4 @@ def convert_official_yoco(checkpoint, params, output_dir, dtype=None) -> YOCOFor
     state = strip_prefix(_load_weights(path))
     config = official_args_to_config(params, source=source, tie_word_embeddings=_ties(state))
     weights = official_state_dict_to_paperzoo(state, config, source=str(path))
-    dtype = resolve_dtype(dtype, weights)
-    weights = {k: v.to(dtype) for k, v in weights.items()}
-
-    with torch.device("meta"):  # no random init of a model about to be overwritten
-        model = YOCOForCausalLM(config)
-    result = model.load_state_dict(weights, strict=False, assign=True)
-    missing = [k for k in result.missing_keys if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or result.unexpected_keys:  # a mapping bug, not a user error
-        raise RuntimeError(f"paperzoo YOCO parameter names changed: missing {missing}, "
-                           f"unexpected {result.unexpected_keys}")
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise RuntimeError(f"tensors left uninitialised after conversion: {left}")
-    model.config.dtype = dtype
-    model.eval()
-    save_atomically(model, output_dir)
-    return model
+    return load_and_save(YOCOForCausalLM, config, weights, dtype, output_dir)

@@ -28,7 +28,7 @@ import torch
 
 from ..configuration.retnet import RetNetConfig
 from ..modeling.retnet import RetNetForCausalLM
-from ._common import is_int, resolve_dtype, save_atomically
+from ._common import is_int, load_and_save
 
 __all__ = ["TORCHSCALE_RETNET_DEFAULTS", "convert_torchscale_retnet", "torchscale_args_to_config",
            "torchscale_state_dict_to_paperzoo"]
@@ -292,22 +292,4 @@ def convert_torchscale_retnet(checkpoint_path, output_dir, dtype=None) -> RetNet
     args, state = _load_checkpoint(path)
     config = torchscale_args_to_config(args, source=str(path))
     weights = torchscale_state_dict_to_paperzoo(state, config, source=str(path))
-    dtype = resolve_dtype(dtype, weights)
-    weights = {k: v.to(dtype) for k, v in weights.items()}
-
-    with torch.device("meta"):  # no random init of a model about to be overwritten
-        model = RetNetForCausalLM(config)
-    result = model.load_state_dict(weights, strict=False, assign=True)
-    missing = [k for k in result.missing_keys if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or result.unexpected_keys:  # a mapping bug, not a user error
-        raise RuntimeError(f"paperzoo RetNet parameter names changed: missing {missing}, "
-                           f"unexpected {result.unexpected_keys}")
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise RuntimeError(f"tensors left uninitialised after conversion: {left}")
-    model.config.dtype = dtype
-    model.eval()
-    save_atomically(model, output_dir)
-    return model
+    return load_and_save(RetNetForCausalLM, config, weights, dtype, output_dir)
