@@ -96,3 +96,25 @@ def linear_attention_form(op: str, backend: str | None, q, k, v, decay, state, c
     if T == 1:
         return recurrent
     return parallel if T <= chunk_size else partial(chunkwise, chunk_size=chunk_size)
+
+
+def check_linear_attention(q, k, v, log_decay, state, chunk_size: int, per_token_decay: bool) -> None:
+    """ValueError naming the argument whose shape or dtype a chunked linear-attention op cannot take: q, k
+    [B, T, H, K], v [B, T, H, V], log_decay [H] (one decay per head) or [B, T, H] (per token), state [B, H, K, V]."""
+    if q.dim() != 4 or k.shape != q.shape:
+        raise ValueError(f"q and k must both be [B, T, H, K]; got q {tuple(q.shape)}, k {tuple(k.shape)}")
+    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"v must be [B, T, H, V] matching q's [B, T, H]; got v {tuple(v.shape)}, q {tuple(q.shape)}")
+    B, T, H, K = q.shape
+    if per_token_decay and log_decay.shape != (B, T, H):
+        raise ValueError(f"log_decay must be [B, T, H]={(B, T, H)} matching q; got {tuple(log_decay.shape)}")
+    if not per_token_decay and log_decay.shape != (H,):
+        raise ValueError(f"log_decay must be [H]={H}; got {tuple(log_decay.shape)}")
+    if not log_decay.is_floating_point():
+        raise ValueError(f"log_decay must be a floating tensor; got {log_decay.dtype}")
+    if state is not None and state.shape != (B, H, K, v.shape[-1]):
+        raise ValueError(f"state must be [B, H, K, V]={(B, H, K, v.shape[-1])}; got {tuple(state.shape)}")
+    if not (q.dtype == k.dtype == v.dtype) or not q.is_floating_point():
+        raise ValueError(f"q, k, v must share one floating dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size={chunk_size} must be a power of two")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._registry import linear_attention_form
+from .._registry import check_linear_attention, linear_attention_form
 from .reference import gated_retention_chunkwise, gated_retention_parallel, gated_retention_recurrent
 
 try:
@@ -13,24 +13,6 @@ except ImportError:  # triton missing: the reference serves every call
     gated_retention_chunkwise_triton = gated_retention_step_triton = None
 
 __all__ = ["gated_retention", "gated_retention_chunkwise", "gated_retention_parallel", "gated_retention_recurrent"]
-
-
-def _check(q, k, v, log_decay, state, chunk_size):
-    if q.dim() != 4 or k.shape != q.shape:
-        raise ValueError(f"q and k must both be [B, T, H, K]; got q {tuple(q.shape)}, k {tuple(k.shape)}")
-    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
-        raise ValueError(f"v must be [B, T, H, V] matching q's [B, T, H]; got v {tuple(v.shape)}, q {tuple(q.shape)}")
-    B, T, H, K = q.shape
-    if log_decay.shape != (B, T, H):
-        raise ValueError(f"log_decay must be [B, T, H]={(B, T, H)} matching q; got {tuple(log_decay.shape)}")
-    if not log_decay.is_floating_point():
-        raise ValueError(f"log_decay must be a floating tensor; got {log_decay.dtype}")
-    if state is not None and state.shape != (B, H, K, v.shape[-1]):
-        raise ValueError(f"state must be [B, H, K, V]={(B, H, K, v.shape[-1])}; got {tuple(state.shape)}")
-    if not (q.dtype == k.dtype == v.dtype) or not q.is_floating_point():
-        raise ValueError(f"q, k, v must share one floating dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
-    if chunk_size < 1 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"chunk_size={chunk_size} must be a power of two")
 
 
 def gated_retention(
@@ -52,7 +34,7 @@ def gated_retention(
     Forms: one token → recurrent step; T ≤ chunk_size → parallel (reference); longer → chunkwise.
     `backend` is "auto" | "reference" | "triton" (None: PAPERZOO_KERNEL_BACKEND, else auto).
     """
-    _check(q, k, v, log_decay, state, chunk_size)
+    check_linear_attention(q, k, v, log_decay, state, chunk_size, per_token_decay=True)
 
     imported = gated_retention_chunkwise_triton is not None
     triton_forms = (gated_retention_step_triton, gated_retention_chunkwise_triton) if imported else None
