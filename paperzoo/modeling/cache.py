@@ -13,7 +13,7 @@ mixers), and which these helpers do:
 from __future__ import annotations
 
 import torch
-from transformers.cache_utils import Cache
+from transformers.cache_utils import Cache, DynamicCache
 
 
 def check_recurrent_cache(cache, num_layers: int) -> None:
@@ -38,3 +38,20 @@ def count_tokens(cache: Cache, num_tokens: int) -> None:
     for layer, linear in zip(cache.layers, cache.is_linear):
         if linear:
             layer.cumulative_length_linear.add_(num_tokens)
+
+
+def resolve_cache(model, cache: Cache | None, use_cache: bool | None) -> Cache | None:
+    """The cache a forward reads and updates: the one given (a given cache is never dropped: with use_cache=False or
+    under activation checkpointing, which would run each layer's update twice, it is a ValueError), else a new
+    DynamicCache when use_cache (None: config.use_cache outside training), else None."""
+    checkpointing = getattr(model, "gradient_checkpointing", False) and model.training
+    if cache is not None:
+        if use_cache is False:
+            raise ValueError("a cache was passed with use_cache=False: pass one or the other")
+        if checkpointing:
+            raise ValueError("a cache was passed to a model training with activation checkpointing, which recomputes "
+                             "every layer and would update the cache twice")
+        return cache
+    if use_cache is None:
+        use_cache = model.config.use_cache and not model.training
+    return DynamicCache(config=model.config) if use_cache and not checkpointing else None

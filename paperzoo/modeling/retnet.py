@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
@@ -28,7 +28,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from ..configuration.retnet import RetNetConfig
 from ..kernels.retention import retention
-from .cache import check_recurrent_cache, count_tokens, write_state
+from .cache import check_recurrent_cache, count_tokens, resolve_cache, write_state
 from .hub_mixin import PaperzooHubMixin
 from .inputs import LOSS_KWARGS, check_lm_inputs, reject_unused_kwargs
 from .layers import GLU, InterleavedRotary, RMSNorm, apply_rotary
@@ -184,13 +184,7 @@ class RetNetModel(RetNetPreTrainedModel):
         check_lm_inputs(self.config, input_ids, inputs_embeds, attention_mask)
         if cache is not None:
             check_recurrent_cache(cache, self.config.num_hidden_layers)
-        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
-        if self.gradient_checkpointing and self.training:
-            use_cache = False
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-        if not use_cache:
-            cache = None
+        cache = resolve_cache(self, cache, use_cache)
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
 
         hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # [B, T, d]

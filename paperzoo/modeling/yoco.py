@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.utils import can_return_tuple
@@ -32,7 +32,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from ..configuration.yoco import YOCOConfig
 from ..kernels.gated_retention import gated_retention
-from .cache import count_tokens, write_state
+from .cache import count_tokens, resolve_cache, write_state
 from .hub_mixin import PaperzooHubMixin
 from .inputs import LOSS_KWARGS, check_lm_inputs, reject_unused_kwargs
 from .layers import GLU, InterleavedRotary, RMSNorm, apply_rotary
@@ -326,13 +326,7 @@ class YOCOModel(YOCOPreTrainedModel):
         check_lm_inputs(self.config, input_ids, inputs_embeds, attention_mask)
         if cache is not None:
             self._check_cache(cache)
-        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
-        if self.gradient_checkpointing and self.training:
-            use_cache = False
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-        if not use_cache:
-            cache = None
+        cache = resolve_cache(self, cache, use_cache)
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
 

@@ -132,6 +132,8 @@ def test_bad_inputs_are_value_errors_naming_the_value():
             model(ids, logits_to_keep=-1)
         with pytest.raises(ValueError, match="\\[-6, 6\\)"):
             model(ids, logits_to_keep=torch.tensor([6]))
+        with pytest.raises(ValueError, match="use_cache=False"):  # a given cache is never silently dropped
+            model(ids[:, :1], cache=cache, use_cache=False)
         other = tiny(self_decoder="sliding_window", sliding_window=3)(ids, use_cache=True).cache
         with pytest.raises(ValueError, match="sliding_window"):
             model(ids[:, :1], cache=other)
