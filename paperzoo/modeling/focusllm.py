@@ -131,5 +131,38 @@ def candidate_prefix(model, chunks: list[torch.Tensor], prompt: torch.Tensor) ->
     return prefix
 
 
+def split_input(ids: torch.Tensor, local_window: int, chunk_size: int, dynamic_prompt_len: int):
+    """One sequence [T] → (memory chunks of `chunk_size` tokens (the last may be shorter), the dynamic prompt (the
+    last `dynamic_prompt_len` tokens of the local context), the local context (the last `local_window` tokens))."""
+    for name, value in (("local_window", local_window), ("chunk_size", chunk_size),
+                        ("dynamic_prompt_len", dynamic_prompt_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+    local = ids[-local_window:]
+    memory = ids[: max(len(ids) - local_window, 0)]
+    chunks = list(memory.split(chunk_size)) if len(memory) else []  # an empty tensor splits into one empty chunk
+    return chunks, local[-dynamic_prompt_len:], local
+
+
+def focus_logits(model, ids: torch.Tensor, local_window: int, chunk_size: int, dynamic_prompt_len: int
+                 ) -> torch.Tensor:
+    """Logits [ℓ, V] over the local context of one long sequence `ids` [T]: the memory condensed into one candidate
+    per chunk (a KV prefix at positions 0..k−1), the frozen model over the local context at positions k..k+ℓ−1.
+    A sequence no longer than `local_window` has no memory: the base model's own logits."""
+    chunks, prompt, local = split_input(ids, local_window, chunk_size, dynamic_prompt_len)
+    if not chunks:
+        return model(input_ids=local[None], use_cache=False).logits[0]
+    k, n = len(chunks), len(local)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and k + n > limit:
+        raise ValueError(f"{k} chunks of chunk_size={chunk_size} + local_window={n} need {k + n} positions, more "
+                         f"than the base model's max_position_embeddings={limit}: raise chunk_size")
+    prefix = candidate_prefix(model, chunks, prompt)
+    out = model(input_ids=local[None], position_ids=torch.arange(k, k + n, device=ids.device)[None],
+                attention_mask=torch.ones(1, k + n, dtype=torch.long, device=ids.device), cache=prefix,
+                use_cache=True)
+    return out.logits[0]
+
+
 __all__ = ["CandidateLinear", "attach_candidates", "candidate_pass", "candidate_prefix", "chunk_rows",
-           "encode_candidates", "move_keys"]
+           "encode_candidates", "focus_logits", "move_keys", "split_input"]

@@ -92,3 +92,36 @@ def test_a_fused_qkv_model_is_refused_naming_its_modules():
                                              intermediate_size=48))
     with pytest.raises(ValueError, match="query_key_value|self_attn"):
         focus.attach_candidates(model)
+
+
+def test_an_input_within_the_local_window_gets_the_base_model_logits_exactly():
+    model = tiny("llama")
+    ids = torch.randint(2, 53, (20,), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got = focus.focus_logits(model, ids, local_window=20, chunk_size=8, dynamic_prompt_len=4)
+        assert torch.equal(got, model(ids[None], use_cache=False).logits[0])
+
+
+def test_a_long_input_reads_its_memory_through_one_candidate_per_chunk():
+    model = tiny("llama")
+    ids = torch.randint(2, 53, (47,), generator=torch.Generator().manual_seed(5))
+    chunks, prompt, local = focus.split_input(ids, local_window=12, chunk_size=10, dynamic_prompt_len=4)
+    assert [len(c) for c in chunks] == [10, 10, 10, 5]
+    assert torch.equal(prompt, ids[-4:]) and torch.equal(local, ids[-12:])
+    with torch.no_grad():
+        got = focus.focus_logits(model, ids, local_window=12, chunk_size=10, dynamic_prompt_len=4)
+        # the same prefix built chunk by chunk (the official sequential loop), each candidate moved to position i
+        prefix = focus.DynamicCache(config=model.config)
+        for i, chunk in enumerate(chunks):
+            ids_i, mask_i, pos_i = focus.chunk_rows([chunk], prompt, 1, 0)
+            for layer, (k, v) in enumerate(focus.encode_candidates(model, ids_i, mask_i, pos_i - pos_i[:, -1:] + i)):
+                prefix.update(k, v, layer)
+        want = model(local[None], position_ids=torch.arange(4, 16)[None], attention_mask=torch.ones(1, 16),
+                     cache=prefix).logits[0]
+        alone = model(local[None], use_cache=False).logits[0]
+    torch.testing.assert_close(got, want, **TOL)
+    assert (got - alone).abs().max() > 1e-3  # the memory changes the prediction
+    with pytest.raises(ValueError, match="max_position_embeddings=256"):
+        focus.focus_logits(model, torch.randint(2, 53, (300,)), local_window=12, chunk_size=1, dynamic_prompt_len=4)
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        focus.focus_logits(model, ids, local_window=12, chunk_size=0, dynamic_prompt_len=4)
