@@ -13,23 +13,8 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
     exit 3
 fi
 
-PYTHON=${PYTHON:-python3}
-VENV=.venv-gpu
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "== creating $VENV"
-    "$PYTHON" -m venv "$VENV" && "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e '.[dev]' \
-        || { echo "could not build $VENV"; exit 2; }
-fi
-PY="$VENV/bin/python"
-
-# flash-linear-attention for the comparison only: --no-deps so it never swaps the torch / triton just installed.
-if ! "$PY" -c "import fla" >/dev/null 2>&1; then
-    timeout 120 "$VENV/bin/pip" install -q --no-deps flash-linear-attention einops || true
-fi
-
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-"$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda,
-'triton', triton.__version__)"
+source benchmarks/gpu/_setup.sh
+with_fla
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "torch in $VENV sees no CUDA device (a CPU-only torch?): nothing to test or time"; exit 3; }
 

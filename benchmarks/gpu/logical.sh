@@ -6,18 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-PYTHON=${PYTHON:-python3}
-VENV=.venv-gpu
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "== creating $VENV"
-    "$PYTHON" -m venv "$VENV" && "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e '.[dev]' \
-        || { echo "could not build $VENV"; exit 2; }
-fi
-PY="$VENV/bin/python"
-
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-"$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda,
-'triton', triton.__version__)"
+source benchmarks/gpu/_setup.sh
 
 # At most 270 + 180 = 450 s once the venv exists (Triton compiles and autotunes on the first call of each kind,
 # dtype and gradient set: most of the test time).

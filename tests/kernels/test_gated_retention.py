@@ -21,8 +21,9 @@ from paperzoo.kernels.gated_retention.reference import (
     gated_retention_recurrent,
 )
 
-from .test_retention import assert_close, rel_err
-from .triton_support import DEVICE, needs_triton as _needs_triton, poison_outputs, triton_module
+from .triton_support import DEVICE, assert_close, poison_outputs, rel_err, triton_module
+from .triton_support import forward_backward as _forward_backward
+from .triton_support import needs_triton as _needs_triton
 
 gt = triton_module("paperzoo.kernels.gated_retention.triton")
 needs_triton = _needs_triton(gt)
@@ -48,25 +49,9 @@ def make_inputs(B, T, H, K, V, seed=0, dtype=torch.float64, device="cpu", gate="
     )  # fmt: skip
 
 
-def forward_backward(fn, x, with_state=True, final=True, dtype=None):
-    """Run `fn` (a gated retention form) on leaf copies of x; returns the outputs and the grads of q, k, v, g (and
-    state). g and the state are fp32, or float64 when dtype is float64."""
-    dtype = dtype or x["q"].dtype
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
-    q, k, v = (x[n].to(dtype).detach().requires_grad_() for n in ("q", "k", "v"))
-    g = x["g"].to(acc).detach().requires_grad_()
-    state = x["state"].to(acc).detach().requires_grad_()
-    o, ht = fn(q, k, v, g, state if with_state else None, final)
-    loss = (o.double() * x["do"]).sum()
-    if final:
-        loss = loss + (ht.double() * x["dstate"]).sum()
-    loss.backward()
-    out = {"o": o.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad, "dg": g.grad}
-    if final:
-        out["ht"] = ht.detach()
-    if with_state:
-        out["dstate"] = state.grad
-    return out
+def forward_backward(fn, x, **kwargs):
+    """Outputs and grads of q, k, v, g (and state) of a gated retention form."""
+    return _forward_backward(fn, x, "g", True, **kwargs)
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from paperzoo.kernels import retention as retention_pkg
 from paperzoo.kernels.retention import retention
 from paperzoo.kernels.retention.reference import retention_chunkwise, retention_parallel, retention_recurrent
 
-from .triton_support import DEVICE, needs_triton as _needs_triton, poison_outputs, triton_module
+from .triton_support import DEVICE, assert_close, poison_outputs, rel_err, triton_module
+from .triton_support import forward_backward as _forward_backward
+from .triton_support import needs_triton as _needs_triton
 
 rt = triton_module("paperzoo.kernels.retention.triton")
 needs_triton = _needs_triton(rt)
@@ -45,31 +47,9 @@ def make_inputs(B, T, H, K, V, seed=0, dtype=torch.float64, device="cpu", log_de
     )  # fmt: skip
 
 
-def assert_close(got, ref, tol, name=""):
-    got, ref = got.double(), ref.double().to(got.device)
-    assert torch.isfinite(got).all(), f"{name}: non-finite values (unwritten tile?)"
-    scale = max(1.0, ref.abs().max().item())
-    err = (got - ref).abs().max().item()
-    assert err <= tol * scale, f"{name}: max abs error {err:.3e} > {tol:.1e} * {scale:.3g}"
-
-
-def forward_backward(fn, x, with_state=True, final=True, dtype=None):
-    """Run `fn` (a retention form) on leaf copies of x; returns outputs and the grads of q, k, v (and state)."""
-    dtype = dtype or x["q"].dtype
-    q, k, v = (x[n].to(dtype).detach().requires_grad_() for n in ("q", "k", "v"))
-    state = x["state"].to(torch.float64 if dtype == torch.float64 else torch.float32).detach().requires_grad_()
-    log_decay = x["log_decay"].to(torch.float64) if dtype == torch.float64 else x["log_decay"]
-    o, ht = fn(q, k, v, log_decay, state if with_state else None, final)
-    loss = (o.double() * x["do"]).sum()
-    if final:
-        loss = loss + (ht.double() * x["dstate"]).sum()
-    loss.backward()
-    out = {"o": o.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
-    if final:
-        out["ht"] = ht.detach()
-    if with_state:
-        out["dstate"] = state.grad
-    return out
+def forward_backward(fn, x, **kwargs):
+    """Outputs and grads of q, k, v (and state) of a retention form; the decay is a constant (no gradient)."""
+    return _forward_backward(fn, x, "log_decay", False, **kwargs)
 
 
 @pytest.fixture
@@ -328,11 +308,6 @@ def test_invalid_shapes_name_the_shapes():
 # ---------------------------------------------------------------------------------------------------------------------
 # (d) real sizes on a GPU, bf16/fp16 against the fp32 reference
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def rel_err(got, ref):
-    got, ref = got.float(), ref.float()
-    return ((got - ref).norm() / ref.norm().clamp_min(1e-12)).item()
 
 
 @pytest.mark.gpu

@@ -38,3 +38,42 @@ def poison_outputs(monkeypatch, module) -> list:
 
     monkeypatch.setattr(module, "_empty", nan_empty)
     return calls
+
+
+def assert_close(got, ref, tol, name=""):
+    """Max abs error within `tol` times the reference's scale (at least 1); NaN (an unwritten tile) fails."""
+    got, ref = got.double(), ref.double().to(got.device)
+    assert torch.isfinite(got).all(), f"{name}: non-finite values (unwritten tile?)"
+    scale = max(1.0, ref.abs().max().item())
+    err = (got - ref).abs().max().item()
+    assert err <= tol * scale, f"{name}: max abs error {err:.3e} > {tol:.1e} * {scale:.3g}"
+
+
+def rel_err(got, ref):
+    got, ref = got.float(), ref.float()
+    return ((got - ref).norm() / ref.norm().clamp_min(1e-12)).item()
+
+
+def forward_backward(fn, x, decay: str, decay_grad: bool, with_state=True, final=True, dtype=None):
+    """Run `fn` (a form of a linear-attention op: fn(q, k, v, decay, state, output_final_state)) on leaf copies of
+    x; returns the outputs and the grads of q, k, v (of the decay x[decay] too when `decay_grad`), and of the state.
+    The decay and the state are fp32, or float64 when dtype is float64; the loss weights o by x["do"] and the final
+    state by x["dstate"]."""
+    dtype = dtype or x["q"].dtype
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    q, k, v = (x[n].to(dtype).detach().requires_grad_() for n in ("q", "k", "v"))
+    g = x[decay].to(acc).detach().requires_grad_(decay_grad)
+    state = x["state"].to(acc).detach().requires_grad_()
+    o, ht = fn(q, k, v, g, state if with_state else None, final)
+    loss = (o.double() * x["do"]).sum()
+    if final:
+        loss = loss + (ht.double() * x["dstate"]).sum()
+    loss.backward()
+    out = {"o": o.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
+    if decay_grad:
+        out["dg"] = g.grad
+    if final:
+        out["ht"] = ht.detach()
+    if with_state:
+        out["dstate"] = state.grad
+    return out
