@@ -255,3 +255,24 @@ def split_outputs(out, output_final_state: bool, state_dtype):
         return out, None
     o, ht = out
     return o, ht if state_dtype in (None, torch.float32) else ht.to(state_dtype)
+
+
+def prepare_inputs(op: str, q, k, v, log_decay, state, decay_grad: bool):
+    """What every launch takes: q, k, v contiguous in one supported dtype, the decay and the state contiguous fp32.
+    The decay keeps its autograd link only when `decay_grad` (gated retention trains it, retention's is a buffer)."""
+    check_dtype(op, q)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    log_decay = (log_decay if decay_grad else log_decay.detach()).to(torch.float32).contiguous()
+    if state is not None:
+        state = state.to(torch.float32).contiguous()
+    return q, k, v, log_decay, state
+
+
+def recurrent_step(q, k, v, log_decay, state, output_final_state: bool, per_token: bool, alloc):
+    """The fused recurrent step over a few tokens (decoding), forward only, on prepared inputs: (o, final state fp32
+    or None). The caller's `state` is read, never written; `alloc` is the op module's own `_empty`."""
+    B, T, H, K = q.shape
+    o = alloc((B, T, H, v.shape[-1]), q.dtype, q.device)
+    ht = alloc((B, H, K, v.shape[-1]), torch.float32, q.device) if output_final_state else None
+    launch_recurrent(q, k, v, log_decay.detach(), state, o, ht, per_token=per_token)
+    return o, ht

@@ -26,13 +26,13 @@ from .._triton_common import (
     autotune_fwd,
     bwd_blocks,
     bwd_outputs,
-    check_dtype,
     chunk_tiles,
     dot_options,
     empty as _empty,
-    launch_recurrent,
     mixed_dot,
     pow2,
+    prepare_inputs,
+    recurrent_step,
     split_outputs,
     state_tile,
     sum_v_parts,
@@ -340,12 +340,7 @@ class _GatedRetentionChunkwise(torch.autograd.Function):
 
 
 def _prepare(q, k, v, log_decay, state):
-    check_dtype("gated retention", q)
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    g = log_decay.to(torch.float32).contiguous()  # [B, T, H]; the decay is fp32 whatever q's dtype (and trainable)
-    if state is not None:
-        state = state.to(torch.float32).contiguous()
-    return q, k, v, g, state
+    return prepare_inputs("gated retention", q, k, v, log_decay, state, decay_grad=True)
 
 
 def gated_retention_chunkwise_triton(q, k, v, log_decay, state=None, output_final_state=False, chunk_size=64):
@@ -368,9 +363,4 @@ def gated_retention_step_triton(q, k, v, log_decay, state=None, output_final_sta
 
     The caller's `state` is read, never written: the final state is a new tensor.
     """
-    q, k, v, g, state = _prepare(q, k, v, log_decay, state)
-    B, T, H, K = q.shape
-    o = _empty((B, T, H, v.shape[-1]), q.dtype, q.device)
-    ht = _empty((B, H, K, v.shape[-1]), torch.float32, q.device) if output_final_state else None
-    launch_recurrent(q, k, v, g.detach(), state, o, ht, per_token=True)
-    return o, ht
+    return recurrent_step(*_prepare(q, k, v, log_decay, state), output_final_state, per_token=True, alloc=_empty)

@@ -26,14 +26,14 @@ from .._triton_common import (
     bwd_blocks as _bwd_blocks,
     bwd_outputs,
     chunk_tiles,
-    check_dtype,
     dot_options as _dot_options,
     empty as _empty,
-    launch_recurrent,
     mixed_dot as _mixed_dot,
     pow2 as _pow2,
+    prepare_inputs,
     prune_bwd as _prune_bwd,  # noqa: F401
     prune_fwd as _prune_fwd,  # noqa: F401
+    recurrent_step,
     split_outputs,
     state_tile,
     sum_v_parts,
@@ -326,12 +326,7 @@ class _RetentionChunkwise(torch.autograd.Function):
 
 
 def _prepare(q, k, v, log_decay, state):
-    check_dtype("retention", q)
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    log_decay = log_decay.detach().to(torch.float32).contiguous()  # a constant buffer: no gradient
-    if state is not None:
-        state = state.to(torch.float32).contiguous()
-    return q, k, v, log_decay, state
+    return prepare_inputs("retention", q, k, v, log_decay, state, decay_grad=False)
 
 
 def retention_chunkwise_triton(q, k, v, log_decay, state=None, output_final_state=False, chunk_size=64):
@@ -354,9 +349,4 @@ def retention_step_triton(q, k, v, log_decay, state=None, output_final_state=Tru
 
     The caller's `state` is read, never written: the final state is a new tensor.
     """
-    q, k, v, log_decay, state = _prepare(q, k, v, log_decay, state)
-    B, T, H, K = q.shape
-    o = _empty((B, T, H, v.shape[-1]), q.dtype, q.device)
-    ht = _empty((B, H, K, v.shape[-1]), torch.float32, q.device) if output_final_state else None
-    launch_recurrent(q, k, v, log_decay, state, o, ht, per_token=False)
-    return o, ht
+    return recurrent_step(*_prepare(q, k, v, log_decay, state), output_final_state, per_token=False, alloc=_empty)
