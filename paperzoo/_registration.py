@@ -75,6 +75,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         peft_like="llama",
         peft_renames={"input_layernorm": "mixer_norm", "post_attention_layernorm": "ffn_norm"},
     ),
+    "paperzoo_focusllm": Architecture(
+        config="paperzoo.configuration.focusllm.FocusLLMConfig",
+        auto={"AutoModelForCausalLM": "paperzoo.modeling.focusllm.FocusLLMForCausalLM"},
+        # no PEFT defaults: the candidate projections are FocusLLM's own adapter (trainable copies of the base's)
+    ),
     "paperzoo_rrl": Architecture(
         config="paperzoo.configuration.rrl.RRLConfig",
         auto={

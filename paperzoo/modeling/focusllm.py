@@ -1,17 +1,24 @@
-"""FocusLLM (Li et al., "FocusLLM: Precise Understanding of Long Context by Dynamic Condensing", arXiv 2408.11745):
-the building blocks that act on an unchanged transformers decoder-only LM (Llama, Mistral, Qwen2/3, Gemma...).
+"""FocusLLM (Li et al., "FocusLLM: Precise Understanding of Long Context by Dynamic Condensing", arXiv 2408.11745)
+as a wrapper around an unchanged transformers decoder-only LM (Llama, Mistral, Qwen2/3, Gemma...).
 
-The method, per the paper (§2.2-2.3) and the official code:
-1. the memory (everything before the local window) is cut into chunks C_1..C_k; each chunk gets the dynamic prompt
-   (a suffix of the local context) appended: Ĉ_i = C_i ⊕ [BOS] ⊕ prompt;
-2. the LAST token of each Ĉ_i is the candidate token: in every layer it is projected with its own trainable copies
-   of the attention projections (W_Q^c, W_K^c, W_V^c, W_O^c), while every other token uses the frozen ones;
-3. the candidates' per-layer keys and values, moved to positions 0..k−1, are a KV prefix for the frozen model's
-   pass over the local context.
+The method, per the paper (§2.2-2.3) and the official code, to predict the token after x_1..x_S:
+1. the local context is the last `local_window` tokens; the memory (everything before it) is cut into chunks
+   C_1..C_k of `chunk_size` tokens (the last may be shorter), aligned from the first token;
+2. each chunk gets the dynamic prompt (the last `dynamic_prompt_len` tokens) appended: Ĉ_i = C_i ⊕ [BOS] ⊕ prompt;
+   the last token x_S of each Ĉ_i is the candidate token: in every layer it is projected with its own trainable
+   copies of the attention projections (W_Q^c, W_K^c, W_V^c, W_O^c), every other token with the frozen ones;
+3. the candidates' per-layer keys and values, at positions 0..k−1, are a KV prefix for the frozen model's pass over
+   the local context (positions k..), whose last position predicts x_{S+1}.
 
-Here the k chunks are one left-padded batch (positions counted per row), not the official sequential loop: the
-candidate keys come out at the position each row ends at, and are rotated to their prefix position afterwards
-(rotary positions compose: R(a)R(b) = R(a + b)).
+How it runs here, as batches rather than the official loop over chunks:
+- the chunk pass: every chunk's keys and values, chunks as the rows of one left-padded batch (positions per row).
+  They depend on the chunk alone, so a cache keeps those of full chunks for the next tokens;
+- the prompt pass: [BOS] ⊕ prompt for every chunk row at once, over the chunk keys and values; the candidate keys come
+  out rotated at the position each row ends at and are moved to their prefix position by rotary composition
+  (R(a)R(b) = R(a + b));
+- the local pass: one row per prediction, candidates as a KV prefix, left-padded.
+Each prediction builds its candidates from a prompt ending at its own last token, so logits at position t depend on
+x_1..x_t only: decoding one token at a time equals recomputing the whole sequence, and a loss can score any position.
 """
 
 from __future__ import annotations
@@ -19,12 +26,25 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import os
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
-# whether the forward running now is a chunk pass, whose last position in every row is a candidate token
+from ..configuration.focusllm import FocusLLMConfig, positive_int
+from .hub_mixin import PaperzooHubMixin
+from .inputs import LOSS_KWARGS, check_lm_inputs, reject_unused_kwargs
+
+CANDIDATES_FILE = "focusllm_candidates.safetensors"
+
+# whether the forward running now is a prompt pass, whose last position in every row is a candidate token
 _CANDIDATE_LAST = contextvars.ContextVar("paperzoo_focusllm_candidate_last", default=False)
 
 
@@ -58,7 +78,7 @@ class CandidateLinear(nn.Module):
 def attach_candidates(model: nn.Module, module_names=("q_proj", "k_proj", "v_proj", "o_proj")) -> list[str]:
     """Swap each decoder layer's attention projections named in `module_names` for CandidateLinear (in place) and
     freeze everything else; returns the swapped module paths. The last layer's query and output copies are not
-    created: only the candidates' keys and values leave a chunk pass, so they would never receive a gradient."""
+    created: only the candidates' keys and values leave a prompt pass, so they would never receive a gradient."""
     layers = model.get_decoder().layers
     for p in model.parameters():
         p.requires_grad_(False)
@@ -81,29 +101,6 @@ def attach_candidates(model: nn.Module, module_names=("q_proj", "k_proj", "v_pro
     return swapped
 
 
-def chunk_rows(chunks: list[torch.Tensor], prompt: torch.Tensor, bos_token_id: int | None, pad_token_id: int):
-    """The chunk pass's batch: row i = C_i ⊕ [BOS] ⊕ prompt, left-padded. Returns (ids [k, L], attention mask
-    [k, L], position ids [k, L], counted per row from its first real token)."""
-    tail = prompt if bos_token_id is None else torch.cat([prompt.new_tensor([bos_token_id]), prompt])
-    rows = [torch.cat([c, tail]) for c in chunks]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=prompt.device)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):], mask[i, width - len(r):] = r, 1
-    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def encode_candidates(model: nn.Module, ids, attention_mask, position_ids) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One batched chunk pass; per layer the candidates' (key, value) [k, H_kv, 1, D], the key rotated at the
-    position its row ends at (transformers caches keys after rotary)."""
-    cache = DynamicCache(config=model.config)
-    with candidate_pass():
-        model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=True,
-              logits_to_keep=1)
-    return [(layer.keys[:, :, -1:], layer.values[:, :, -1:]) for layer in cache.layers]
-
-
 def move_keys(model: nn.Module, keys: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotary keys [k, H, 1, D] moved by `shift` [k] positions (R(p + s) = R(s) R(p)), with the model's own rotary
     (rotate-half convention, as Llama-family models apply it)."""
@@ -117,52 +114,549 @@ def move_keys(model: nn.Module, keys: torch.Tensor, shift: torch.Tensor) -> torc
     return keys * cos[:, None] + rotate_half(keys) * sin[:, None]
 
 
-def candidate_prefix(model, chunks: list[torch.Tensor], prompt: torch.Tensor) -> DynamicCache:
-    """The KV prefix of the final pass: every chunk's candidate, chunk i at position i (as the official code)."""
-    config = model.config
-    pad = config.pad_token_id if config.pad_token_id is not None else 0
-    ids, mask, positions = chunk_rows(chunks, prompt, config.bos_token_id, pad)
-    ends = positions[:, -1]  # [k]: each row's candidate position
-    target = torch.arange(len(chunks), device=ends.device)
-    prefix = DynamicCache(config=config)
-    for layer_idx, (k, v) in enumerate(encode_candidates(model, ids, mask, positions)):
-        k = move_keys(model, k, target - ends)  # [k, H, 1, D] at positions 0..k-1
-        prefix.update(k.transpose(0, 2), v.transpose(0, 2), layer_idx)  # [1, H, k, D]
-    return prefix
+def left_pad(rows: list[torch.Tensor], dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack tensors of different lengths along `dim`, zero-padded on the left: (batch, mask [R, L] of real entries)."""
+    width = max(r.shape[dim] for r in rows)
+    pads = [width - r.shape[dim] for r in rows]
+    after = [0, 0] * (rows[0].dim() - 1 - dim)
+    batch = torch.stack([F.pad(r, [*after, p, 0]) for r, p in zip(rows, pads)])
+    mask = torch.stack([torch.arange(width) >= p for p in pads]).long().to(batch.device)
+    return batch, mask
 
 
-def split_input(ids: torch.Tensor, local_window: int, chunk_size: int, dynamic_prompt_len: int):
-    """One sequence [T] → (memory chunks of `chunk_size` tokens (the last may be shorter), the dynamic prompt (the
-    last `dynamic_prompt_len` tokens of the local context), the local context (the last `local_window` tokens))."""
-    for name, value in (("local_window", local_window), ("chunk_size", chunk_size),
-                        ("dynamic_prompt_len", dynamic_prompt_len)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
-    local = ids[-local_window:]
-    memory = ids[: max(len(ids) - local_window, 0)]
-    chunks = list(memory.split(chunk_size)) if len(memory) else []  # an empty tensor splits into one empty chunk
-    return chunks, local[-dynamic_prompt_len:], local
+def positions(mask: torch.Tensor, start: list[int]) -> torch.Tensor:
+    """Position ids [R, L] of left-padded rows whose first real token sits at position `start[r]`."""
+    return (mask.cumsum(-1) - 1).clamp(min=0) + torch.tensor(start, device=mask.device)[:, None]
 
 
-def focus_logits(model, ids: torch.Tensor, local_window: int, chunk_size: int, dynamic_prompt_len: int
-                 ) -> torch.Tensor:
-    """Logits [ℓ, V] over the local context of one long sequence `ids` [T]: the memory condensed into one candidate
-    per chunk (a KV prefix at positions 0..k−1), the frozen model over the local context at positions k..k+ℓ−1.
-    A sequence no longer than `local_window` has no memory: the base model's own logits."""
-    chunks, prompt, local = split_input(ids, local_window, chunk_size, dynamic_prompt_len)
-    if not chunks:
-        return model(input_ids=local[None], use_cache=False).logits[0]
-    k, n = len(chunks), len(local)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and k + n > limit:
-        raise ValueError(f"{k} chunks of chunk_size={chunk_size} + local_window={n} need {k + n} positions, more "
-                         f"than the base model's max_position_embeddings={limit}: raise chunk_size")
-    prefix = candidate_prefix(model, chunks, prompt)
-    out = model(input_ids=local[None], position_ids=torch.arange(k, k + n, device=ids.device)[None],
-                attention_mask=torch.ones(1, k + n, dtype=torch.long, device=ids.device), cache=prefix,
-                use_cache=True)
-    return out.logits[0]
+# ----------------------------------------------------------------------------------------------------------------------
+# What one call computes: per row, its tokens, its sizes and the predictions asked for
 
 
-__all__ = ["CandidateLinear", "attach_candidates", "candidate_pass", "candidate_prefix", "chunk_rows",
-           "encode_candidates", "focus_logits", "move_keys", "split_input"]
+@dataclass
+class Row:
+    """One sequence: its real tokens' embeddings and sizes, and the chunk keys/values kept for it (a cache)."""
+
+    embeds: torch.Tensor  # [T, d]
+    chunk_size: int
+    local_window: int
+    chunk_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()  # per layer ([n, H, c, D], [n, H, c, D])
+
+    @property
+    def cached_chunks(self) -> int:
+        return self.chunk_kv[0][0].shape[0] if self.chunk_kv else 0
+
+
+@dataclass
+class Query:
+    """The prediction after the first `end` tokens of `row`: its memory is split into `full` chunks of chunk_size and
+    a partial one of `partial` tokens."""
+
+    row: Row
+    end: int
+
+    @property
+    def memory(self) -> int:
+        return self.end - self.row.local_window
+
+    @property
+    def full(self) -> int:
+        return self.memory // self.row.chunk_size
+
+    @property
+    def partial(self) -> int:
+        return self.memory % self.row.chunk_size
+
+
+class FocusLLMCache:
+    """What decoding keeps per row: every token's embedding, and the keys/values of each full memory chunk (they
+    depend on the chunk alone). The candidates and the local pass are recomputed for every new token, as the method
+    requires: the dynamic prompt, and so every candidate, changes with it.
+
+    generate() reorders it for beam search (`reorder_cache`); `get_seq_length` counts the tokens fed, padding
+    included, as transformers' caches do."""
+
+    is_compileable = False
+
+    def __init__(self):
+        self.rows: list[Row] = []
+        self.seq_length = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seq_length
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.rows = [self.rows[i] for i in beam_idx.tolist()]  # rows are replaced, never changed in place
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self.rows = [row for row in self.rows for _ in range(repeats)]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.rows = [self.rows[i] for i in indices.tolist()]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The model
+
+
+@contextlib.contextmanager
+def keeping_attention(base: PreTrainedModel | None):
+    """A config that takes the base's config as its sub-config sets the sub-config's attention implementation (to
+    its own, None): put the base's back."""
+    attention = base.config._attn_implementation if base is not None else None
+    yield
+    if base is not None:
+        base.config._attn_implementation = attention
+
+
+class FocusLLMPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
+    config: FocusLLMConfig
+    config_class = FocusLLMConfig
+    base_model_prefix = "focus"
+    supports_gradient_checkpointing = True
+    _is_stateful = True  # the cache is not a KV cache: no assisted decoding, no static cache
+
+    def _init_weights(self, module):
+        """Nothing: the base model initialises (or loads) its own weights and the candidates are copies of them."""
+
+
+class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
+    """FocusLLM around `base` (any transformers causal LM with separate attention projections): the base is frozen,
+    its attention projections named in `config.candidate_modules` get trainable candidate copies.
+
+    Build one from a loaded model with `FocusLLMForCausalLM.from_base(base, chunk_size=..., local_window=...)`; from a
+    config alone (`FocusLLMForCausalLM(config)`), the base is built from `config.base_config` (random weights)."""
+
+    def __init__(self, config: FocusLLMConfig, base: PreTrainedModel | None = None):
+        with keeping_attention(base):
+            if base is not None:
+                config.base_config = base.config  # one config object: what the base changes, the wrapper sees
+            super().__init__(config)
+            self.base = base if base is not None else AutoModelForCausalLM.from_config(config.base_config)
+            if not isinstance(self.base, GenerationMixin) or not hasattr(self.base, "get_decoder"):
+                raise ValueError(f"base={type(self.base).__name__} is not a decoder-only causal LM")
+            attach_candidates(self.base, config.candidate_modules)
+            self.gradient_checkpointing = False
+            self.post_init()
+
+    @classmethod
+    def from_base(cls, base: PreTrainedModel, **focus_args) -> FocusLLMForCausalLM:
+        """Wrap a loaded causal LM (in place: its projections are swapped, its weights frozen and shared). The config
+        names the base's `name_or_path`, so that `save_pretrained` writes the candidates only."""
+        from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        if not isinstance(base, PreTrainedModel) or type(base) not in MODEL_FOR_CAUSAL_LM_MAPPING.values() \
+                and not isinstance(base, GenerationMixin):
+            raise ValueError(f"base={type(base).__name__} is not a transformers causal LM (AutoModelForCausalLM)")
+        focus_args.setdefault("base_model_name_or_path", base.name_or_path or None)
+        with keeping_attention(base):
+            config = FocusLLMConfig(base_config=base.config, **focus_args)
+        return cls(config, base=base).to(base.dtype)
+
+    def get_input_embeddings(self):
+        return self.base.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.base.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.base.get_output_embeddings()
+
+    def set_output_embeddings(self, value):
+        self.base.set_output_embeddings(value)
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, every_n_layers=1):
+        """Checkpointing here recomputes whole passes (a group of chunk rows, the local rows) in the backward: the
+        base's per-layer checkpointing would drop the KV cache the prompt and local passes read."""
+        self.gradient_checkpointing = enable
+        self._gradient_checkpointing_func = gradient_checkpointing_func
+
+    def _checkpointed(self, fn, *tensors):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(fn, *tensors)
+        return fn(*tensors)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # The three passes
+
+    def _groups(self, items: list) -> list[list]:
+        size = self.config.chunk_batch_size or max(len(items), 1)
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    def _chunk_pass(self, segments: list[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
+        """Keys/values of each token segment [n, d] from position 0, without candidates: per segment, per layer
+        (keys [H, n, D], values [H, n, D]). Only the frozen base reads them, so no gradient unless the base trains."""
+        trains_base = torch.is_grad_enabled() and any(
+            p.requires_grad for n, p in self.base.named_parameters() if ".candidate." not in n)
+        out = []
+        with torch.set_grad_enabled(trains_base or any(s.requires_grad for s in segments)):
+            for group in self._groups(segments):
+                embeds, mask = left_pad(group)  # [R, L, d], [R, L]
+                cache = DynamicCache(config=self.base.config)
+                self.base.get_decoder()(inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=True,
+                                        position_ids=positions(mask, [0] * len(group)))
+                for r, segment in enumerate(group):
+                    n = segment.shape[0]
+                    out.append(tuple((layer.keys[r, :, -n:], layer.values[r, :, -n:]) for layer in cache.layers))
+        return out
+
+    def _prompt_pass(self, rows: list[tuple[tuple, torch.Tensor]]) -> list[tuple[torch.Tensor, ...]]:
+        """rows: (chunk keys/values per layer ([H, n, D], [H, n, D]), prompt [p, d] = [BOS] ⊕ dynamic prompt).
+        Returns each row's candidate (keys [H, 1, D] rotated at position n + p − 1, values [H, 1, D]) per layer."""
+        out = []
+        for group in self._groups(rows):
+            n_layers = len(group[0][0])
+            keys = [left_pad([kv[l][0] for kv, _ in group], dim=1) for l in range(n_layers)]  # [R, H, L, D]
+            values = [left_pad([kv[l][1] for kv, _ in group], dim=1)[0] for l in range(n_layers)]
+            memory_mask = keys[0][1]  # [R, L]
+            prompts, prompt_mask = left_pad([p for _, p in group])  # [R, P, d], [R, P]
+            start = [kv[0][0].shape[1] for kv, _ in group]
+            flat = [t for l in range(n_layers) for t in (keys[l][0], values[l])]
+
+            def run(prompts, *flat):
+                cache = DynamicCache(config=self.base.config)
+                for l in range(n_layers):
+                    cache.update(flat[2 * l], flat[2 * l + 1], l)
+                with candidate_pass():
+                    self.base.get_decoder()(inputs_embeds=prompts, cache=cache, use_cache=True,
+                                            attention_mask=torch.cat([memory_mask, prompt_mask], -1),
+                                            position_ids=positions(prompt_mask, start))
+                return tuple(t for layer in cache.layers for t in (layer.keys[:, :, -1:], layer.values[:, :, -1:]))
+
+            candidates = self._checkpointed(run, prompts, *flat)
+            for r in range(len(group)):
+                out.append(tuple((candidates[2 * l][r], candidates[2 * l + 1][r]) for l in range(n_layers)))
+        return out
+
+    def _local_pass(self, prefixes: list[tuple | None], locals_: list[torch.Tensor], reads: list[list[int]]):
+        """One row per (candidate prefix per layer ([H, k, D], [H, k, D]) or None, tokens [n, d]): the base over the
+        tokens at positions k.., after the prefix. Returns per row the logits [len(reads[r]), V] after the tokens at
+        the (row-relative) indices reads[r]."""
+        tokens, token_mask = left_pad(locals_)  # [R, N, d]
+        width = tokens.shape[1]
+        starts = [0 if p is None else p[0][0].shape[1] for p in prefixes]
+        frame = [[width - len(x) + i for i in idx] for x, idx in zip(locals_, reads)]  # indices in the padded frame
+        keep = torch.tensor(sorted({i for idx in frame for i in idx}), device=tokens.device)
+        where = {int(i): j for j, i in enumerate(keep.tolist())}
+        n_layers = self.base.config.num_hidden_layers
+        dummy = tokens.new_zeros(0)
+        flat = []
+        if max(starts) > 0:
+            for l in range(n_layers):
+                keys, values = zip(*[(p[l][0], p[l][1]) if p is not None else (dummy, dummy) for p in prefixes])
+                shape = next(k for k in keys if k.numel()).shape  # [H, k, D]
+                empty = tokens.new_zeros(shape[0], 0, shape[2])
+                k_pad, prefix_mask = left_pad([k if k.numel() else empty for k in keys], dim=1)
+                flat += [k_pad, left_pad([v if v.numel() else empty for v in values], dim=1)[0]]
+        else:
+            prefix_mask = token_mask.new_zeros(len(locals_), 0)
+
+        def run(tokens, *flat):
+            cache = None
+            if flat:
+                cache = DynamicCache(config=self.base.config)
+                for l in range(n_layers):
+                    cache.update(flat[2 * l], flat[2 * l + 1], l)
+            return self.base(inputs_embeds=tokens, attention_mask=torch.cat([prefix_mask, token_mask], -1),
+                             position_ids=positions(token_mask, starts), cache=cache, use_cache=cache is not None,
+                             logits_to_keep=keep).logits  # [R, len(keep), V]
+
+        logits = self._checkpointed(run, tokens, *flat)
+        return [logits[r, [where[i] for i in idx]] for r, idx in enumerate(frame)]
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Predictions
+
+    def focuses(self, length: int, local_window: int) -> bool:
+        """Whether the prediction after `length` tokens condenses a memory (else the base reads them all)."""
+        threshold = self.config.min_len_for_focus
+        return length > local_window and (threshold is None or length >= threshold)
+
+    def predict(self, rows: list[Row], ends: list[list[int]]) -> list[torch.Tensor]:
+        """Logits [len(ends[r]), V] after the first `e` tokens of rows[r], for each e in ends[r] (1 ≤ e ≤ T). Updates
+        each row's `chunk_kv` with the full chunks it encoded."""
+        limit = getattr(self.base.config, "max_position_embeddings", None)
+        queries = [Query(row, e) for row, row_ends in zip(rows, ends) for e in row_ends
+                   if self.focuses(e, row.local_window)]
+        for q in queries:
+            k = q.full + (q.partial > 0)
+            if limit is not None and k + q.row.local_window > limit:
+                raise ValueError(f"{q.end - q.row.local_window} memory tokens in chunks of chunk_size="
+                                 f"{q.row.chunk_size} give {k} candidates; with local_window={q.row.local_window} "
+                                 f"that needs {k + q.row.local_window} positions, more than the base model's "
+                                 f"max_position_embeddings={limit}: raise chunk_size")
+
+        # 1. chunk pass: the full chunks no cache holds yet, and each query's partial chunk
+        segments, owners = [], []
+        for row in rows:
+            need = max((q.full for q in queries if q.row is row), default=0)
+            for j in range(row.cached_chunks, need):
+                segments.append(row.embeds[j * row.chunk_size : (j + 1) * row.chunk_size])
+                owners.append(("full", row))
+        for q in queries:
+            if q.partial:
+                segments.append(q.row.embeds[q.full * q.row.chunk_size : q.memory])
+                owners.append(("partial", q))
+        encoded = self._chunk_pass(segments) if segments else []
+        partial_kv = {}
+        new_full = {}
+        for (kind, owner), kv in zip(owners, encoded):
+            if kind == "full":
+                new_full.setdefault(id(owner), []).append(kv)
+            else:
+                partial_kv[id(owner)] = kv
+        for row in rows:
+            if id(row) in new_full:  # [n, H, c, D] per layer, the cached chunks first
+                fresh = [tuple(torch.stack(t) for t in zip(*layer)) for layer in zip(*new_full[id(row)])]
+                row.chunk_kv = tuple((torch.cat([old[0], k]), torch.cat([old[1], v])) if row.chunk_kv else (k, v)
+                                     for old, (k, v) in zip(row.chunk_kv or [None] * len(fresh), fresh))
+
+        # 2. prompt pass: one row per chunk of each query, [BOS] ⊕ its dynamic prompt
+        bos = self.config.bos_token_id
+        prompt_rows, targets = [], []
+        for q in queries:
+            row, p = q.row, min(self.config.dynamic_prompt_len, q.row.local_window)
+            prompt = row.embeds[q.end - p : q.end]
+            if bos is not None:
+                prompt = torch.cat([self.get_input_embeddings().weight[bos][None].to(prompt.dtype), prompt])
+            chunks = [tuple((k[j], v[j]) for k, v in row.chunk_kv) for j in range(q.full)]
+            chunks += [partial_kv[id(q)]] if q.partial else []
+            for j, kv in enumerate(chunks):
+                prompt_rows.append((kv, prompt))
+                targets.append(j - (kv[0][0].shape[1] + prompt.shape[0] - 1))  # candidate position → j
+        candidates = self._prompt_pass(prompt_rows) if prompt_rows else []
+
+        # 3. local pass: one row per query (its candidates at 0..k−1, then the local window), one per row that has
+        # predictions without memory (the base over its tokens)
+        prefixes, locals_, reads, slots = [], [], [], []
+        cursor = 0
+        for q in queries:
+            k = q.full + (q.partial > 0)
+            mine, shift = candidates[cursor : cursor + k], torch.tensor(targets[cursor : cursor + k])
+            cursor += k
+            prefix = []
+            for l in range(len(mine[0])):
+                keys = torch.stack([c[l][0] for c in mine])  # [k, H, 1, D]
+                values = torch.stack([c[l][1] for c in mine])
+                prefix.append((move_keys(self.base, keys, shift)[:, :, 0].transpose(0, 1),  # [H, k, D]
+                               values[:, :, 0].transpose(0, 1)))
+            prefixes.append(tuple(prefix))
+            locals_.append(q.row.embeds[q.memory : q.end])
+            reads.append([q.row.local_window - 1])
+            slots.append([(q.row, q.end)])
+        for row, row_ends in zip(rows, ends):
+            plain = [e for e in row_ends if not self.focuses(e, row.local_window)]
+            if plain:
+                prefixes.append(None)
+                locals_.append(row.embeds[: max(plain)])
+                reads.append([e - 1 for e in plain])
+                slots.append([(row, e) for e in plain])
+        results = {}
+        for logits, where in zip(self._local_pass(prefixes, locals_, reads), slots):
+            for i, (row, e) in enumerate(where):
+                results[(id(row), e)] = logits[i]
+        return [torch.stack([results[(id(row), e)] for e in row_ends]) if row_ends else None
+                for row, row_ends in zip(rows, ends)]
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # forward
+
+    def _sizes(self, name: str, value, rows: int) -> list[int]:
+        """A per-row size from an int, a list or a tensor [B] (None: the config's)."""
+        if value is None:
+            value = getattr(self.config, name)
+        values = value.tolist() if isinstance(value, torch.Tensor) else value
+        values = [values] * rows if isinstance(values, int) else list(values)
+        if len(values) != rows:
+            raise ValueError(f"{name} has {len(values)} values for a batch of {rows} rows")
+        return [positive_int(name, v) for v in values]
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: FocusLLMCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor | None = None,
+        chunk_size: int | list[int] | torch.Tensor | None = None,
+        local_window: int | list[int] | torch.Tensor | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""Next-token logits of the new tokens (input_ids [B, T] or inputs_embeds [B, T, d]) after the cache's.
+
+        logits_to_keep: which of the T positions get logits: an int n (the last n; 0 all), or a tensor of indices.
+            Each position that has memory before its local window condenses it itself (its own prompt pass and local
+            pass), so on a long input ask for the positions you need (generate asks for 1). None: every position,
+            or with `labels` the positions whose next label counts (as a loss needs).
+        labels [B, T]: the causal LM loss (shifted inside; -100 ignored) over the kept positions; a label that counts
+            after a position not kept is a ValueError.
+        chunk_size, local_window: per-row sizes (an int, or one per row) instead of the config's, e.g. a chunk size
+            drawn per training sample. A cache keeps chunks of one size: a different one with a cache is an error.
+        attention_mask [B, past + T]: 0 marks padding, which is skipped (its logits are 0).
+        """
+        loss_kwargs = {name: kwargs.pop(name) for name in LOSS_KWARGS if name in kwargs}
+        reject_unused_kwargs(self, kwargs)
+        check_lm_inputs(self.config, input_ids, inputs_embeds, attention_mask)
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training
+        if cache is not None and not use_cache:
+            raise ValueError("a cache was passed with use_cache=False: pass one or the other")
+        if cache is not None and not isinstance(cache, FocusLLMCache):
+            raise ValueError(f"cache={type(cache).__name__}: FocusLLM keeps a FocusLLMCache (its forward creates one "
+                             f"with use_cache=True)")
+        embeds = inputs_embeds if inputs_embeds is not None else self.get_input_embeddings()(input_ids)  # [B, T, d]
+        B, T = embeds.shape[:2]
+        past = cache.get_seq_length() if cache is not None else 0
+        if attention_mask is not None and attention_mask.shape[1] != past + T:
+            raise ValueError(f"attention_mask has {attention_mask.shape[1]} columns; expected past + T = {past} + {T}")
+        new_mask = attention_mask[:, -T:].bool() if attention_mask is not None else embeds.new_ones(B, T).bool()
+        chunk_sizes = self._sizes("chunk_size", chunk_size, B)
+        windows = self._sizes("local_window", local_window, B)
+
+        old = cache.rows if cache is not None and cache.rows else [None] * B
+        if len(old) != B:
+            raise ValueError(f"the cache holds {len(old)} rows; the inputs have {B}")
+        rows = []
+        for b in range(B):
+            before = old[b]
+            if before is not None and before.chunk_size != chunk_sizes[b] and before.chunk_kv:
+                raise ValueError(f"chunk_size={chunk_sizes[b]} for row {b}, whose cache holds chunks of "
+                                 f"{before.chunk_size} tokens")
+            tokens = embeds[b][new_mask[b]]
+            rows.append(Row(torch.cat([before.embeds, tokens]) if before is not None else tokens, chunk_sizes[b],
+                            windows[b], before.chunk_kv if before is not None else ()))
+
+        kept = self._kept(logits_to_keep, labels, T, embeds.device)
+        # the sequence length after each kept position, per row (padding: no prediction)
+        counts = [len(r.embeds) - int(new_mask[b].sum()) + new_mask[b].long().cumsum(0) for b, r in enumerate(rows)]
+        ends = [[int(counts[b][i]) for i in kept.tolist() if new_mask[b, i] and counts[b][i] > 0] for b in range(B)]
+        predicted = self.predict(rows, ends)
+        vocab = self.get_output_embeddings().weight.shape[0]
+        logits = embeds.new_zeros(B, len(kept), vocab)
+        for b in range(B):
+            if ends[b]:
+                index = [j for j, i in enumerate(kept.tolist()) if new_mask[b, i] and counts[b][i] > 0]
+                logits = logits.index_put((torch.tensor([b] * len(index)), torch.tensor(index)), predicted[b])
+
+        loss = None
+        if labels is not None:
+            loss = self._loss(logits, labels, kept, **loss_kwargs)
+            trainable = [p for p in self.parameters() if p.requires_grad]
+            if torch.is_grad_enabled() and not loss.requires_grad and trainable:
+                # no label of this batch follows a memory: the candidates' gradient is zero, and backward() must say
+                # so rather than fail (a Trainer step over short samples)
+                loss = loss + sum(0.0 * p.sum() for p in trainable)
+        if cache is None and use_cache:
+            cache = FocusLLMCache()
+        if cache is not None:
+            cache.rows = [Row(r.embeds.detach(), r.chunk_size, r.local_window,
+                              tuple((k.detach(), v.detach()) for k, v in r.chunk_kv)) for r in rows]
+            cache.seq_length = past + T
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
+
+    @staticmethod
+    def _kept(logits_to_keep, labels, T: int, device) -> torch.Tensor:
+        """The indices [n] of the positions that get logits."""
+        if isinstance(logits_to_keep, torch.Tensor):
+            return logits_to_keep.to(device).long().flatten()
+        if logits_to_keep is None and labels is not None:
+            counted = (labels[:, 1:] != -100).any(0).nonzero().flatten()
+            return counted.to(device) if len(counted) else torch.tensor([T - 1], device=device)
+        n = T if not logits_to_keep else min(logits_to_keep, T)
+        return torch.arange(T - n, T, device=device)
+
+    def _loss(self, logits, labels, kept, num_items_in_batch=None, ignore_index: int = -100, shift_labels=None):
+        """transformers' causal LM loss (mean over counted labels, or sum / num_items_in_batch) over kept positions."""
+        from transformers.loss.loss_utils import fixed_cross_entropy
+
+        if shift_labels is None:
+            shift_labels = F.pad(labels, (0, 1), value=ignore_index)[:, 1:]  # [B, T]: the label after each position
+        covered = torch.zeros(shift_labels.shape[1], dtype=torch.bool, device=shift_labels.device)
+        covered[kept] = True
+        stray = (shift_labels[:, ~covered] != ignore_index).nonzero()
+        if len(stray):
+            raise ValueError(f"labels count after position {int((~covered).nonzero()[stray[0, 1]])}, which "
+                             f"logits_to_keep does not keep: keep it or set its next label to {ignore_index}")
+        return fixed_cross_entropy(logits.float().flatten(0, 1), shift_labels[:, kept].flatten().to(logits.device),
+                                   num_items_in_batch, ignore_index)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # generate: transformers' own loop, over a FocusLLMCache
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
+        """generate() keeps a FocusLLMCache (never a KV cache: static and quantised caches do not apply)."""
+        cache = model_kwargs.get("cache")
+        if generation_config.cache_implementation is not None:
+            raise ValueError(f"cache_implementation={generation_config.cache_implementation!r}: FocusLLM recomputes "
+                             f"its candidates and local window for every token; it keeps a FocusLLMCache only")
+        if cache is not None:
+            if not isinstance(cache, FocusLLMCache):
+                raise ValueError(f"cache={type(cache).__name__}: FocusLLM continues from a FocusLLMCache only")
+            cache._is_user_defined = True
+        elif generation_config.use_cache:
+            model_kwargs["cache"] = FocusLLMCache()
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # save / load: the candidates alone when the base is named
+
+    def candidate_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.state_dict().items() if ".candidate." in n}
+
+    def _transformers_save_pretrained(self, save_directory, *args, include_base: bool | None = None, **kwargs):
+        """transformers' save_pretrained, except that with a named base (config.base_model_name_or_path) and
+        include_base not True, the weights written are the candidate projections alone (CANDIDATES_FILE)."""
+        if include_base is None:
+            include_base = self.config.base_model_name_or_path is None
+        if include_base:
+            return super()._transformers_save_pretrained(save_directory, *args, **kwargs)
+        from safetensors.torch import save_file
+
+        os.makedirs(save_directory, exist_ok=True)
+        self.config.save_pretrained(save_directory)
+        if self.can_generate():
+            self.generation_config.save_pretrained(save_directory)
+        weights = {n: t.detach().contiguous().cpu() for n, t in self.candidate_state_dict().items()}
+        save_file(weights, os.path.join(save_directory, CANDIDATES_FILE), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, base: PreTrainedModel | None = None, **kwargs):
+        """A folder or Hub repo with the whole model loads as transformers loads any model; one with the candidates
+        only (CANDIDATES_FILE) loads its base from `base` (a loaded model) or from config.base_model_name_or_path,
+        with the other keyword arguments (dtype, device_map, ...), then the candidates."""
+        from transformers import AutoConfig
+        from transformers.utils import cached_file
+
+        hub = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision",
+                                      "subfolder") if k in kwargs}
+        found = cached_file(pretrained_model_name_or_path, CANDIDATES_FILE, _raise_exceptions_for_missing_entries=False,
+                            **hub)
+        if found is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        from safetensors.torch import load_file
+
+        config = kwargs.pop("config", None)
+        if not isinstance(config, FocusLLMConfig):
+            config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub)
+        kwargs.pop("trust_remote_code", None)
+        if base is None:
+            if not config.base_model_name_or_path:
+                raise ValueError(f"{pretrained_model_name_or_path} holds FocusLLM candidates without a base: pass "
+                                 f"base= (the loaded base model)")
+            base = AutoModelForCausalLM.from_pretrained(config.base_model_name_or_path, *args, **kwargs)
+        model = cls(config, base=base).to(base.dtype)
+        weights = load_file(found)
+        expected = model.candidate_state_dict()
+        if weights.keys() != expected.keys():
+            raise ValueError(f"{found} holds candidates {sorted(weights.keys() ^ expected.keys())[:4]}... that do not "
+                             f"match the base model's layers")
+        model.load_state_dict(weights, strict=False)
+        return model.eval()
+
+
+__all__ = ["FocusLLMCache", "FocusLLMForCausalLM", "FocusLLMPreTrainedModel", "attach_candidates",
+           "candidate_pass", "move_keys"]

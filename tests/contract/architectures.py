@@ -23,6 +23,8 @@ CAPABILITIES = {
     "hidden_states": "output_hidden_states returns one state per layer plus the final one",
     "activation_checkpointing": "repeated blocks that activation_checkpointing_enable() wraps",
     "peft": "default LoRA target modules registered with PEFT for the model type",
+    "tracing": "one graph for the forward: torch.export and full-graph torch.compile",
+    "static_cache": "a StaticCache and the compiled one-token decoding step",
 }
 
 
@@ -207,7 +209,57 @@ RRL = Architecture(
 )
 
 
-ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL)
+# ----------------------------------------------------------------------------------------------------------------------
+# FocusLLM around a tiny Llama (GQA): 13-token inputs have 7 memory tokens before a 6-token local window, so most
+# positions condense 2 full chunks of 3 and a partial one
+
+
+def _focusllm_config(**overrides):
+    from transformers import LlamaConfig
+
+    base = {k: overrides.pop(k) for k in ("tie_word_embeddings",) if k in overrides}
+    base_config = LlamaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=2, intermediate_size=48, max_position_embeddings=64,
+                              pad_token_id=0, bos_token_id=1, eos_token_id=2, **base)
+    kwargs = dict(base_config=base_config, chunk_size=3, local_window=6, dynamic_prompt_len=2)
+    kwargs.update(overrides)
+    return paperzoo.FocusLLMConfig(**kwargs)
+
+
+def _focusllm_candidates(model):
+    """Candidates that differ from their base copies (as after training), so that a mix-up of the two shows."""
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        for name, p in model.named_parameters():
+            if ".candidate." in name:
+                p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+FOCUSLLM = Architecture(
+    name="focusllm",
+    config_class=paperzoo.FocusLLMConfig,
+    tiny=_focusllm_config,
+    classes=(ModelClass(paperzoo.FocusLLMForCausalLM, "AutoModelForCausalLM", "causal_lm", "CAUSAL_LM"),),
+    inputs=_token_ids,
+    bad_values=(("chunk_size", 0), ("local_window", -1), ("local_window", 64), ("dynamic_prompt_len", 0),
+                ("min_len_for_focus", 0), ("candidate_modules", []), ("chunk_batch_size", 0)),
+    prepare=_focusllm_candidates,
+    not_applicable={
+        "hidden_states": "its outputs come from three passes (chunks, prompts, local window), one row per prediction: "
+                         "no one hidden state per layer and position exists",
+        "tracing": "the forward plans its passes in Python from each row's length (which chunks exist, which "
+                   "predictions condense a memory): a plan per input that one traced graph cannot hold; the base "
+                   "model's passes can be compiled on their own",
+        "static_cache": "each new token changes the dynamic prompt, so every candidate and the local window are "
+                        "recomputed: there is no fixed-shape one-token step to compile",
+        "peft": "the candidate projections are already the trainable adapter (copies of the frozen base's); LoRA on "
+                "the wrapper would have to target inside them",
+    },
+    atol=1e-6,  # transformers computes rotary angles in fp32 even in a float64 model
+)
+
+
+ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM)
 
 
 def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:

@@ -179,7 +179,7 @@ def test_text_generation_pipeline_batches_like_generate(arch, mc):
         assert got[len(got) - len(want):] == want and set(got[: len(got) - len(want)]) <= {config.pad_token_id}
 
 
-@pytest.mark.parametrize("arch, mc", LM)
+@pytest.mark.parametrize("arch, mc", cases("static_cache", tasks=("causal_lm",)))
 def test_compiled_decoding_step_equals_eager(arch, mc):
     """`generate(..., cache_implementation="static")` compiles the one-token step with torch.compile (full graph)
     through transformers' own auto-compile (on GPUs by default; `_compile_all_devices` asks for it on CPU)."""

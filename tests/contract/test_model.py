@@ -168,7 +168,7 @@ def test_an_unused_keyword_argument_raises_instead_of_vanishing(arch, mc):
 # Tracing: torch.export and full-graph torch.compile equal eager
 
 
-@pytest.mark.parametrize("arch, mc", cases())
+@pytest.mark.parametrize("arch, mc", cases("tracing"))
 def test_torch_export_equals_eager(arch, mc):
     model = arch.model(mc)
     inputs = arch.inputs(model.config, 2, 3)
@@ -184,7 +184,7 @@ def test_torch_export_equals_eager(arch, mc):
     torch.testing.assert_close(got, want, rtol=0, atol=arch.atol)
 
 
-@pytest.mark.parametrize("arch, mc", cases())
+@pytest.mark.parametrize("arch, mc", cases("tracing"))
 def test_full_graph_compile_equals_eager(arch, mc):
     model = arch.model(mc)
     inputs = arch.inputs(model.config, 2, 3)
