@@ -172,6 +172,7 @@ def test_bad_sizes_and_bases_are_value_errors_naming_the_field():
 
     with pytest.raises(ValueError, match="query_key_value|self_attn"):  # fused QKV
         paperzoo.FocusLLMForCausalLM.from_base(GPTNeoXForCausalLM(GPTNeoXConfig(
-            vocab_size=53, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=48)))
+            vocab_size=53, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=48)),
+            local_window=8)
     with pytest.raises(ValueError, match="base_config=T5Config"):
         paperzoo.FocusLLMConfig(base_config=T5Config())
