@@ -628,7 +628,6 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         """A folder or Hub repo with the whole model loads as transformers loads any model; one with the candidates
         only (CANDIDATES_FILE) loads its base from `base` (a loaded model) or from config.base_model_name_or_path,
         with the other keyword arguments (dtype, device_map, ...), then the candidates."""
-        from transformers import AutoConfig
         from transformers.utils import cached_file
 
         hub = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision",
@@ -640,9 +639,10 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         from safetensors.torch import load_file
 
         config = kwargs.pop("config", None)
-        if not isinstance(config, FocusLLMConfig):
-            config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub)
+        if getattr(config, "model_type", None) != cls.config_class.model_type:
+            config = cls.config_class.from_pretrained(pretrained_model_name_or_path, **hub)
         kwargs.pop("trust_remote_code", None)
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}  # the Auto class's own markers
         if base is None:
             if not config.base_model_name_or_path:
                 raise ValueError(f"{pretrained_model_name_or_path} holds FocusLLM candidates without a base: pass "
