@@ -171,7 +171,8 @@ class Query:
 class FocusLLMCache:
     """What decoding keeps per row: every token's embedding, and the keys/values of each full memory chunk (they
     depend on the chunk alone). The candidates and the local pass are recomputed for every new token, as the method
-    requires: the dynamic prompt, and so every candidate, changes with it.
+    requires: the dynamic prompt, and so every candidate, changes with it. While no row is long enough to have a
+    memory, it holds the base model's own KV cache instead, and decoding is the base's.
 
     generate() reorders it for beam search (`reorder_cache`); `get_seq_length` counts the tokens fed, padding
     included, as transformers' caches do."""
@@ -181,18 +182,25 @@ class FocusLLMCache:
     def __init__(self):
         self.rows: list[Row] = []
         self.seq_length = 0
+        self.base_cache: DynamicCache | None = None  # the base's own KV cache, while no row has memory
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seq_length
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.rows = [self.rows[i] for i in beam_idx.tolist()]  # rows are replaced, never changed in place
+        if self.base_cache is not None:
+            self.base_cache.reorder_cache(beam_idx)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         self.rows = [row for row in self.rows for _ in range(repeats)]
+        if self.base_cache is not None:
+            self.base_cache.batch_repeat_interleave(repeats)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.rows = [self.rows[i] for i in indices.tolist()]
+        if self.base_cache is not None:
+            self.base_cache.batch_select_indices(indices)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -535,13 +543,13 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         # the sequence length after each kept position, per row (padding: no prediction)
         counts = [len(r.embeds) - int(new_mask[b].sum()) + new_mask[b].long().cumsum(0) for b, r in enumerate(rows)]
         ends = [[int(counts[b][i]) for i in kept.tolist() if new_mask[b, i] and counts[b][i] > 0] for b in range(B)]
-        predicted = self.predict(rows, ends)
-        vocab = self.get_output_embeddings().weight.shape[0]
-        logits = embeds.new_zeros(B, len(kept), vocab)
-        for b in range(B):
-            if ends[b]:
-                index = [j for j, i in enumerate(kept.tolist()) if new_mask[b, i] and counts[b][i] > 0]
-                logits = logits.index_put((torch.tensor([b] * len(index)), torch.tensor(index)), predicted[b])
+        if cache is None and use_cache:
+            cache = FocusLLMCache()
+        plain = not any(self.focuses(max(e), r.local_window) for e, r in zip(ends, rows) if e)
+        if plain and (cache is None or past == 0 or cache.base_cache is not None):
+            logits, base_cache = self._base_logits(embeds, attention_mask, cache, kept, new_mask)
+        else:  # a memory to condense: the base's KV cache no longer applies (every later prediction has memory too)
+            logits, base_cache = self._focus_logits(rows, ends, kept, new_mask, counts, embeds), None
 
         loss = None
         if labels is not None:
@@ -551,13 +559,35 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                 # no label of this batch follows a memory: the candidates' gradient is zero, and backward() must say
                 # so rather than fail (a Trainer step over short samples)
                 loss = loss + sum(0.0 * p.sum() for p in trainable)
-        if cache is None and use_cache:
-            cache = FocusLLMCache()
         if cache is not None:
+            cache.base_cache = base_cache
             cache.rows = [Row(r.embeds.detach(), r.chunk_size, r.local_window,
                               tuple((k.detach(), v.detach()) for k, v in r.chunk_kv)) for r in rows]
             cache.seq_length = past + T
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
+
+    def _focus_logits(self, rows, ends, kept, new_mask, counts, embeds) -> torch.Tensor:
+        """[B, len(kept), V]: `predict` at every kept position that is a token (padding: zeros)."""
+        predicted = self.predict(rows, ends)
+        logits = embeds.new_zeros(len(rows), len(kept), self.get_output_embeddings().weight.shape[0])
+        for b, row_ends in enumerate(ends):
+            if row_ends:
+                index = [j for j, i in enumerate(kept.tolist()) if new_mask[b, i] and counts[b][i] > 0]
+                logits = logits.index_put((torch.tensor([b] * len(index)), torch.tensor(index)), predicted[b])
+        return logits
+
+    def _base_logits(self, embeds, attention_mask, cache, kept, new_mask):
+        """No kept position has memory: the base model itself over the padded batch, with its own KV cache kept
+        while every row stays that short (decoding short inputs costs what the base's decoding costs)."""
+        B, T = embeds.shape[:2]
+        base_cache = None
+        if cache is not None:
+            base_cache = cache.base_cache if cache.base_cache is not None else DynamicCache(config=self.base.config)
+        past = base_cache.get_seq_length() if base_cache is not None else 0
+        mask = attention_mask if attention_mask is not None else new_mask.new_ones(B, past + T).long()
+        out = self.base(inputs_embeds=embeds, attention_mask=mask, cache=base_cache, use_cache=cache is not None,
+                        position_ids=(mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:], logits_to_keep=kept)
+        return torch.where(new_mask[:, kept, None], out.logits, 0.0), base_cache  # padding: zeros, as predict
 
     @staticmethod
     def _kept(logits_to_keep, labels, T: int, device) -> torch.Tensor:

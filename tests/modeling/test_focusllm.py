@@ -176,3 +176,19 @@ def test_bad_sizes_and_bases_are_value_errors_naming_the_field():
             local_window=8)
     with pytest.raises(ValueError, match="base_config=T5Config"):
         paperzoo.FocusLLMConfig(base_config=T5Config())
+
+
+def test_short_inputs_decode_as_the_base_model_until_a_memory_appears():
+    model = focus_model()
+    prompt = tokens(3, seed=6)[None]
+    greedy = dict(do_sample=False, eos_token_id=None, pad_token_id=0, output_logits=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        out = model.generate(prompt, max_new_tokens=9, **greedy)  # lengths 3..11: a memory from 9 tokens on
+        base = model.base.generate(prompt, max_new_tokens=5, **greedy)
+        assert torch.equal(out.sequences[:, :8], base.sequences)  # the base's own decoding while no memory exists
+        for i, step in enumerate(out.logits):
+            want = model(out.sequences[:, : 3 + i], use_cache=False).logits[:, -1]
+            torch.testing.assert_close(step.double(), want, **TOL)
+        assert out.cache.base_cache is None and out.cache.rows[0].cached_chunks == 0  # 3 memory tokens: partial
+        cache = model(prompt, use_cache=True).cache
+        assert cache.base_cache is not None and cache.base_cache.get_seq_length() == 3
