@@ -35,12 +35,10 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.utils import can_return_tuple
-from transformers.utils.deprecation import deprecate_kwarg
 
 from ..configuration.focusllm import FocusLLMConfig, positive_int
 from .hub_mixin import PaperzooHubMixin
-from .inputs import LOSS_KWARGS, check_lm_inputs, reject_unused_kwargs
+from .inputs import LOSS_KWARGS, cache_forward, check_lm_inputs, reject_unused_kwargs
 
 CANDIDATES_FILE = "focusllm_candidates.safetensors"
 
@@ -479,9 +477,7 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
             raise ValueError(f"{name} has {len(values)} values for a batch of {rows} rows")
         return [positive_int(name, v) for v in values]
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @can_return_tuple
+    @cache_forward
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

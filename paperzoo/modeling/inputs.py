@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import torch
+from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 # Keyword arguments of transformers' loss functions (`model.loss_function`), which Trainer passes to `forward`
 LOSS_KWARGS = ("num_items_in_batch", "ignore_index", "shift_labels")
+
+
+def cache_forward(forward):
+    """The decorators of every paperzoo `forward` that takes a cache: `return_dict=False` gives a tuple, and
+    transformers' older names of the cache (`past_key_values=`, `cache_params=`, until 5.40) map to `cache=` with a
+    FutureWarning; an old name given together with `cache=` is a ValueError."""
+    forward = can_return_tuple(forward)
+    for old in ("cache_params", "past_key_values"):
+        forward = deprecate_kwarg(old, "5.40.0", new_name="cache", raise_if_both_names=True)(forward)
+    return forward
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:

@@ -24,13 +24,12 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.utils import can_return_tuple
-from transformers.utils.deprecation import deprecate_kwarg
 
 from ..configuration.retnet import RetNetConfig
 from ..kernels.retention import retention
 from .cache import check_recurrent_cache, count_tokens, resolve_cache, write_state
 from .hub_mixin import PaperzooHubMixin
-from .inputs import LOSS_KWARGS, check_lm_inputs, reject_unused_kwargs
+from .inputs import LOSS_KWARGS, cache_forward, check_lm_inputs, reject_unused_kwargs
 from .layers import GLU, InterleavedRotary, RMSNorm, apply_rotary
 
 _STATE, _POSITION = 0, 1  # cache slots per layer: retention state [B, H, K, V+16-V%16]; next position per row [B]
@@ -166,9 +165,7 @@ class RetNetModel(RetNetPreTrainedModel):
         offset = torch.zeros(B, dtype=torch.long, device=device) if offset is None else offset
         return offset[:, None] + torch.arange(T, device=device)
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @can_return_tuple
+    @cache_forward
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -232,9 +229,7 @@ class RetNetForCausalLM(RetNetPreTrainedModel, GenerationMixin):
 
             init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @can_return_tuple
+    @cache_forward
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

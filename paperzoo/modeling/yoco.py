@@ -27,14 +27,12 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.utils import can_return_tuple
-from transformers.utils.deprecation import deprecate_kwarg
 
 from ..configuration.yoco import YOCOConfig
 from ..kernels.gated_retention import gated_retention
 from .cache import count_tokens, resolve_cache, write_state
 from .hub_mixin import PaperzooHubMixin
-from .inputs import LOSS_KWARGS, check_lm_inputs, reject_unused_kwargs
+from .inputs import LOSS_KWARGS, cache_forward, check_lm_inputs, reject_unused_kwargs
 from .layers import GLU, InterleavedRotary, RMSNorm, apply_rotary
 
 _STATE = 0  # the gated-retention state's slot in its cache layer: S [B, H, K, V] (fp32)
@@ -304,9 +302,7 @@ class YOCOModel(YOCOPreTrainedModel):
         index = torch.arange(index.start, index.stop, device=device) if isinstance(index, range) else index
         return index.expand(B, T)
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @can_return_tuple
+    @cache_forward
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -446,9 +442,7 @@ class YOCOForCausalLM(YOCOPreTrainedModel, GenerationMixin):
         their own from the 2D mask and each cache layer's index space (window, shared K/V), so it stays 2D."""
         return attention_mask
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache", raise_if_both_names=True)
-    @can_return_tuple
+    @cache_forward
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
