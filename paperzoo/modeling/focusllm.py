@@ -306,9 +306,10 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                     out.append(tuple((layer.keys[r, :, -n:], layer.values[r, :, -n:]) for layer in cache.layers))
         return out
 
-    def _prompt_pass(self, rows: list[tuple[tuple, torch.Tensor]]) -> list[tuple[torch.Tensor, ...]]:
+    def _prompt_pass(self, rows: list[tuple[tuple, torch.Tensor]], hidden: bool = False) -> list[tuple]:
         """rows: (chunk keys/values per layer ([H, n, D], [H, n, D]), prompt [p, d] = [BOS] ⊕ dynamic prompt).
-        Returns each row's candidate (keys [H, 1, D] rotated at position n + p − 1, values [H, 1, D]) per layer."""
+        Returns per row (its candidate per layer: keys [H, 1, D] rotated at position n + p − 1, values [H, 1, D];
+        with `hidden`, the candidate's last hidden state [d], else None)."""
         out = []
         for group in self._groups(rows):
             n_layers = len(group[0][0])
@@ -324,14 +325,16 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                 for l in range(n_layers):
                     cache.update(flat[2 * l], flat[2 * l + 1], l)
                 with candidate_pass():
-                    self.base.get_decoder()(inputs_embeds=prompts, cache=cache, use_cache=True,
-                                            attention_mask=torch.cat([memory_mask, prompt_mask], -1),
-                                            position_ids=positions(prompt_mask, start))
-                return tuple(t for layer in cache.layers for t in (layer.keys[:, :, -1:], layer.values[:, :, -1:]))
+                    last = self.base.get_decoder()(inputs_embeds=prompts, cache=cache, use_cache=True,
+                                                   attention_mask=torch.cat([memory_mask, prompt_mask], -1),
+                                                   position_ids=positions(prompt_mask, start)).last_hidden_state
+                kv = tuple(t for layer in cache.layers for t in (layer.keys[:, :, -1:], layer.values[:, :, -1:]))
+                return kv + ((last[:, -1],) if hidden else ())
 
             candidates = self._checkpointed(run, prompts, *flat)
             for r in range(len(group)):
-                out.append(tuple((candidates[2 * l][r], candidates[2 * l + 1][r]) for l in range(n_layers)))
+                out.append((tuple((candidates[2 * l][r], candidates[2 * l + 1][r]) for l in range(n_layers)),
+                            candidates[-1][r] if hidden else None))
         return out
 
     def _local_pass(self, prefixes: list[tuple | None], locals_: list[torch.Tensor], reads: list[list[int]]):
@@ -392,6 +395,29 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                                  f"that needs {k + q.row.local_window} positions, more than the base model's "
                                  f"max_position_embeddings={limit}: raise chunk_size")
 
+        # 3. local pass: one row per query (its candidates at 0..k−1, then the local window), one per row that has
+        # predictions without memory (the base over its tokens)
+        prefixes = [prefix for prefix, _ in self.condense(rows, queries)]
+        locals_ = [q.row.embeds[q.memory : q.end] for q in queries]
+        reads = [[q.row.local_window - 1] for q in queries]
+        slots = [[(q.row, q.end)] for q in queries]
+        for row, row_ends in zip(rows, ends):
+            plain = [e for e in row_ends if not self.focuses(e, row.local_window)]
+            if plain:
+                prefixes.append(None)
+                locals_.append(row.embeds[: max(plain)])
+                reads.append([e - 1 for e in plain])
+                slots.append([(row, e) for e in plain])
+        results = {}
+        for logits, where in zip(self._local_pass(prefixes, locals_, reads), slots):
+            for i, (row, e) in enumerate(where):
+                results[(id(row), e)] = logits[i]
+        return [torch.stack([results[(id(row), e)] for e in row_ends]) if row_ends else None
+                for row, row_ends in zip(rows, ends)]
+
+    def condense(self, rows: list[Row], queries: list[Query], hidden: bool = False) -> list[tuple]:
+        """Per query: its KV prefix (per layer, keys [H, k, D] at positions 0..k−1 and values [H, k, D]) and, with
+        `hidden`, its candidates' last hidden states [k, d]. Updates each row's `chunk_kv`."""
         # 1. chunk pass: the full chunks no cache holds yet, and each query's partial chunk
         segments, owners = [], []
         for row in rows:
@@ -430,39 +456,37 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
             for j, kv in enumerate(chunks):
                 prompt_rows.append((kv, prompt))
                 targets.append(j - (kv[0][0].shape[1] + prompt.shape[0] - 1))  # candidate position → j
-        candidates = self._prompt_pass(prompt_rows) if prompt_rows else []
+        candidates = self._prompt_pass(prompt_rows, hidden) if prompt_rows else []
 
-        # 3. local pass: one row per query (its candidates at 0..k−1, then the local window), one per row that has
-        # predictions without memory (the base over its tokens)
-        prefixes, locals_, reads, slots = [], [], [], []
-        cursor = 0
+        # the candidates of each query, keys moved to positions 0..k−1: its KV prefix
+        condensed, cursor = [], 0
         for q in queries:
             k = q.full + (q.partial > 0)
             mine, shift = candidates[cursor : cursor + k], torch.tensor(targets[cursor : cursor + k])
             cursor += k
             prefix = []
-            for l in range(len(mine[0])):
-                keys = torch.stack([c[l][0] for c in mine])  # [k, H, 1, D]
-                values = torch.stack([c[l][1] for c in mine])
+            for l in range(len(mine[0][0])):
+                keys = torch.stack([kv[l][0] for kv, _ in mine])  # [k, H, 1, D]
+                values = torch.stack([kv[l][1] for kv, _ in mine])
                 prefix.append((move_keys(self.base, keys, shift)[:, :, 0].transpose(0, 1),  # [H, k, D]
                                values[:, :, 0].transpose(0, 1)))
-            prefixes.append(tuple(prefix))
-            locals_.append(q.row.embeds[q.memory : q.end])
-            reads.append([q.row.local_window - 1])
-            slots.append([(q.row, q.end)])
-        for row, row_ends in zip(rows, ends):
-            plain = [e for e in row_ends if not self.focuses(e, row.local_window)]
-            if plain:
-                prefixes.append(None)
-                locals_.append(row.embeds[: max(plain)])
-                reads.append([e - 1 for e in plain])
-                slots.append([(row, e) for e in plain])
-        results = {}
-        for logits, where in zip(self._local_pass(prefixes, locals_, reads), slots):
-            for i, (row, e) in enumerate(where):
-                results[(id(row), e)] = logits[i]
-        return [torch.stack([results[(id(row), e)] for e in row_ends]) if row_ends else None
-                for row, row_ends in zip(rows, ends)]
+            condensed.append((tuple(prefix), torch.stack([h for _, h in mine]) if hidden else None))
+        return condensed
+    def candidate_logits(self, input_ids=None, attention_mask=None, inputs_embeds=None, chunk_size=None,
+                         local_window=None) -> list[torch.Tensor | None]:
+        """Per row, [k, V]: the next-token logits each memory chunk's candidate gives on its own (the base's output
+        layer on the candidate's last hidden state), for the prediction after the whole input: what each chunk
+        answers to the dynamic prompt. A diagnostic of the condensation (where the answer sits, whether a chunk
+        reads it); None for a row without memory. Arguments as `forward`."""
+        check_lm_inputs(self.config, input_ids, inputs_embeds, attention_mask)
+        embeds = inputs_embeds if inputs_embeds is not None else self.get_input_embeddings()(input_ids)  # [B, T, d]
+        B, T = embeds.shape[:2]
+        mask = attention_mask.bool() if attention_mask is not None else embeds.new_ones(B, T).bool()
+        rows = [Row(embeds[b][mask[b]], c, w) for b, (c, w) in enumerate(zip(
+            self._sizes("chunk_size", chunk_size, B), self._sizes("local_window", local_window, B)))]
+        queries = {b: Query(r, len(r.embeds)) for b, r in enumerate(rows) if self.focuses(len(r.embeds), r.local_window)}
+        hidden = iter(h for _, h in self.condense(rows, list(queries.values()), hidden=True))
+        return [self.get_output_embeddings()(next(hidden)) if b in queries else None for b in range(B)]
 
     # ---------------------------------------------------------------------------------------------------------------
     # forward
