@@ -395,8 +395,8 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                                  f"that needs {k + q.row.local_window} positions, more than the base model's "
                                  f"max_position_embeddings={limit}: raise chunk_size")
 
-        # 3. local pass: one row per query (its candidates at 0..k−1, then the local window), one per row that has
-        # predictions without memory (the base over its tokens)
+        # 1-2. chunk and prompt passes (condense); 3. local pass: one row per query (its candidates at 0..k−1, then
+        # the local window), one per row that has predictions without memory (the base over its tokens)
         prefixes = [prefix for prefix, _ in self.condense(rows, queries)]
         locals_ = [q.row.embeds[q.memory : q.end] for q in queries]
         reads = [[q.row.local_window - 1] for q in queries]
@@ -472,6 +472,7 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                                values[:, :, 0].transpose(0, 1)))
             condensed.append((tuple(prefix), torch.stack([h for _, h in mine]) if hidden else None))
         return condensed
+
     def candidate_logits(self, input_ids=None, attention_mask=None, inputs_embeds=None, chunk_size=None,
                          local_window=None) -> list[torch.Tensor | None]:
         """Per row, [k, V]: the next-token logits each memory chunk's candidate gives on its own (the base's output
@@ -484,7 +485,8 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         mask = attention_mask.bool() if attention_mask is not None else embeds.new_ones(B, T).bool()
         rows = [Row(embeds[b][mask[b]], c, w) for b, (c, w) in enumerate(zip(
             self._sizes("chunk_size", chunk_size, B), self._sizes("local_window", local_window, B)))]
-        queries = {b: Query(r, len(r.embeds)) for b, r in enumerate(rows) if self.focuses(len(r.embeds), r.local_window)}
+        queries = {b: Query(r, len(r.embeds)) for b, r in enumerate(rows)
+                   if self.focuses(len(r.embeds), r.local_window)}
         hidden = iter(h for _, h in self.condense(rows, list(queries.values()), hidden=True))
         return [self.get_output_embeddings()(next(hidden)) if b in queries else None for b in range(B)]
 
