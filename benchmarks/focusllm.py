@@ -1,7 +1,7 @@
 """FocusLLM around a real small LLM (SmolLM2-135M-Instruct, `paperzoo.data.local_llm()`), on CPU.
 
     .venv/bin/python benchmarks/focusllm.py --part passkey                  # (a) (b) (c), ~40 min
-    .venv/bin/python benchmarks/focusllm.py --part train --steps 120        # the short training run (d), ~10 min
+    .venv/bin/python benchmarks/focusllm.py --part train --steps 400        # the short training run (d), ~40 min
     .venv/bin/python benchmarks/focusllm.py --part passkey --conditions d --candidates /tmp/focusllm-trained
     .venv/bin/python benchmarks/focusllm.py --part encode                   # batched vs sequential chunks, ~5 min
 
@@ -14,7 +14,7 @@
    candidates of `--part train`. FocusLLM: chunk 512, local window 512, dynamic prompt 64, fp32.
 2. Training (d): the demo corpus (`paperzoo.demo.corpus()`, Python's pydoc topics, real English text) in the
    SmolLM2 tokenizer, cut into texts of 1,024-2,048 tokens; `FocusLLMCollator` (continuation and reconstruction per
-   text, local window 32-512, chunk 128/256/512); transformers' `Trainer`, AdamW lr 1e-4, linear decay, batch 1 text
+   text, local window 32-512, chunk 64/128/256/512); transformers' `Trainer`, AdamW lr 1e-4, linear decay, batch 1 text
    (2 samples), the candidates only trained; saves them (`save_pretrained`, the candidates alone) to --output.
 3. Chunk encoding (--part encode): one FocusLLM forward (`logits_to_keep=1`) over a random-token input of each length,
    chunks as one batch (`chunk_batch_size=None`) and one at a time (`chunk_batch_size=1`, the official loop), each in a
@@ -122,7 +122,7 @@ def train(steps: int, output: str) -> dict:
         n = rng.randint(1024, 2048)
         texts.append({"input_ids": ids[at : at + n]})
         at += n
-    collator = FocusLLMCollator(local_window=(32, 512), chunk_sizes=(128, 256, 512), seed=0,
+    collator = FocusLLMCollator(local_window=(32, 512), chunk_sizes=(64, 128, 256, 512), seed=0,
                                 pad_token_id=tokenizer.pad_token_id or 0)
     losses = []
 
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--conditions", default="abc")
     parser.add_argument("--candidates", default="/tmp/focusllm-trained")
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--output", default="/tmp/focusllm-trained")
     parser.add_argument("--_worker", nargs=2)
     args = parser.parse_args()

@@ -176,6 +176,11 @@ def test_bad_sizes_and_bases_are_value_errors_naming_the_field():
             local_window=8)
     with pytest.raises(ValueError, match="base_config=T5Config"):
         paperzoo.FocusLLMConfig(base_config=T5Config())
+    from transformers import BertConfig, BertModel
+
+    with pytest.raises(ValueError, match="base=BertModel"):
+        paperzoo.FocusLLMForCausalLM.from_base(BertModel(BertConfig(hidden_size=32, num_hidden_layers=1,
+                                                                    num_attention_heads=4, intermediate_size=48)))
 
 
 def test_short_inputs_decode_as_the_base_model_until_a_memory_appears():
