@@ -40,7 +40,10 @@ from ..configuration.focusllm import FocusLLMConfig, positive_int
 from .hub_mixin import PaperzooHubMixin
 from .inputs import LOSS_KWARGS, cache_forward, check_lm_inputs, reject_unused_kwargs
 
-CANDIDATES_FILE = "focusllm_candidates.safetensors"
+# the candidates alone are saved under transformers' own weights name (Trainer resumes from it, loading it
+# non-strictly into the wrapped model), marked in the file's metadata so that loading fetches the base first
+WEIGHTS_FILE = "model.safetensors"
+CANDIDATES_ONLY = {"format": "pt", "paperzoo_focusllm": "candidates"}
 
 # whether the forward running now is a prompt pass, whose last position in every row is a candidate token
 _CANDIDATE_LAST = contextvars.ContextVar("paperzoo_focusllm_candidate_last", default=False)
@@ -656,12 +659,14 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
     # ---------------------------------------------------------------------------------------------------------------
     # save / load: the candidates alone when the base is named
 
-    def candidate_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p for n, p in self.state_dict().items() if ".candidate." in n}
+    def candidate_state_dict(self, state_dict: dict | None = None) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in (state_dict if state_dict is not None else self.state_dict()).items()
+                if ".candidate." in n}
 
     def _transformers_save_pretrained(self, save_directory, *args, include_base: bool | None = None, **kwargs):
         """transformers' save_pretrained, except that with a named base (config.base_model_name_or_path) and
-        include_base not True, the weights written are the candidate projections alone (CANDIDATES_FILE)."""
+        include_base not True, the weights written (WEIGHTS_FILE, marked CANDIDATES_ONLY) are the candidate
+        projections alone, from `state_dict=` when given (Trainer's)."""
         if include_base is None:
             include_base = self.config.base_model_name_or_path is None
         if include_base:
@@ -672,21 +677,27 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         self.config.save_pretrained(save_directory)
         if self.can_generate():
             self.generation_config.save_pretrained(save_directory)
-        weights = {n: t.detach().contiguous().cpu() for n, t in self.candidate_state_dict().items()}
-        save_file(weights, os.path.join(save_directory, CANDIDATES_FILE), metadata={"format": "pt"})
+        candidates = self.candidate_state_dict(kwargs.get("state_dict"))
+        weights = {n: t.detach().contiguous().cpu() for n, t in candidates.items()}
+        save_file(weights, os.path.join(save_directory, WEIGHTS_FILE), metadata=CANDIDATES_ONLY)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, base: PreTrainedModel | None = None, **kwargs):
         """A folder or Hub repo with the whole model loads as transformers loads any model; one with the candidates
-        only (CANDIDATES_FILE) loads its base from `base` (a loaded model) or from config.base_model_name_or_path,
-        with the other keyword arguments (dtype, device_map, ...), then the candidates."""
+        only (its WEIGHTS_FILE marked CANDIDATES_ONLY) loads its base from `base` (a loaded model) or from
+        config.base_model_name_or_path, with the other keyword arguments (dtype, device_map, ...), then the
+        candidates."""
+        from safetensors import safe_open
         from transformers.utils import cached_file
 
         hub = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision",
                                       "subfolder") if k in kwargs}
-        found = cached_file(pretrained_model_name_or_path, CANDIDATES_FILE, _raise_exceptions_for_missing_entries=False,
+        found = cached_file(pretrained_model_name_or_path, WEIGHTS_FILE, _raise_exceptions_for_missing_entries=False,
                             **hub)
-        if found is None:
+        if found is not None:
+            with safe_open(found, "pt") as weights:
+                candidates_only = weights.metadata() == CANDIDATES_ONLY
+        if found is None or not candidates_only:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         from safetensors.torch import load_file
 
@@ -704,7 +715,7 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         weights = load_file(found)
         expected = model.candidate_state_dict()
         if weights.keys() != expected.keys():
-            raise ValueError(f"{found} holds candidates {sorted(weights.keys() ^ expected.keys())[:4]}... that do not "
+            raise ValueError(f"{found} holds candidates {sorted(weights.keys() ^ expected.keys())[:4]} that do not "
                              f"match the base model's layers")
         model.load_state_dict(weights, strict=False)
         return model.eval()

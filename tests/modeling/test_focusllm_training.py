@@ -9,9 +9,10 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import paperzoo
-from paperzoo.modeling.focusllm import CANDIDATES_FILE
+from paperzoo.modeling.focusllm import CANDIDATES_ONLY
 from paperzoo.modeling.focusllm_training import FocusLLMCollator
 
 from ..hub.fakehub import run_python
@@ -71,7 +72,23 @@ def test_trainer_updates_the_candidates_only_and_checkpoints_them_alone(tmp_path
         changed = not torch.equal(p, before[name])
         assert changed == (".candidate." in name), name
     checkpoint = tmp_path / "run" / "checkpoint-3"
-    assert (checkpoint / CANDIDATES_FILE).is_file() and not (checkpoint / "model.safetensors").exists()
+    assert saved_names(checkpoint / "model.safetensors") == {n for n in before if ".candidate." in n}
+    # Trainer resumes from it (loading it into the wrapped model): a fresh wrapper gets the trained candidates
+    fresh = paperzoo.FocusLLMForCausalLM.from_base(AutoModelForCausalLM.from_pretrained(base_dir), chunk_size=5,
+                                                   local_window=8, dynamic_prompt_len=3)
+    Trainer(model=fresh, args=args, train_dataset=texts, data_collator=collator).train(resume_from_checkpoint=str(
+        checkpoint))
+    for name, p in fresh.named_parameters():
+        assert torch.equal(p, model.get_parameter(name)), name
+
+
+def saved_names(path) -> set[str]:
+    """The tensor names of a candidates-only weights file (CANDIDATES_ONLY in its metadata)."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        assert f.metadata() == CANDIDATES_ONLY
+        return set(f.keys())
 
 
 def test_a_candidates_only_folder_loads_onto_its_base_here_and_in_a_fresh_process(tmp_path):
@@ -86,8 +103,7 @@ def test_a_candidates_only_folder_loads_onto_its_base_here_and_in_a_fresh_proces
             if ".candidate." in name:
                 p.add_(0.1)
     model.save_pretrained(saved)
-    names = sorted(p.name for p in saved.iterdir())
-    assert CANDIDATES_FILE in names and not [n for n in names if n.startswith("model") and "safetensors" in n]
+    assert saved_names(saved / "model.safetensors") == set(model.candidate_state_dict())
     ids = tokens(30, seed=9)[None]
     with torch.no_grad():
         want = model(ids, logits_to_keep=3).logits
@@ -99,7 +115,7 @@ def test_a_candidates_only_folder_loads_onto_its_base_here_and_in_a_fresh_proces
         torch.testing.assert_close(onto(ids, logits_to_keep=3).logits, want, rtol=0, atol=0)
     whole = tmp_path / "whole"
     model.save_pretrained(whole, include_base=True)
-    assert (whole / "model.safetensors").is_file() and not (whole / CANDIDATES_FILE).exists()
+    assert {n for n in model.state_dict() if ".candidate." not in n} <= set(load_file(whole / "model.safetensors"))
 
     child = r'''
 import json, sys
