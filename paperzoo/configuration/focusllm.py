@@ -8,6 +8,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 CANDIDATE_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+DECODINGS = ("sliding", "growing")
 
 
 def positive_int(name: str, value) -> int:
@@ -37,6 +38,12 @@ class FocusLLMConfig(PreTrainedConfig):
             copy in every layer (the last layer's q/o excepted: they never reach the output).
         chunk_batch_size (`int`, *optional*): at most this many chunk rows per forward of the base model (bounds
             memory); None encodes all chunks of a call as one batch, 1 is the official sequential loop.
+        decoding (`str`): how a cache continues after a prediction with memory. "sliding": every token is predicted
+            as from scratch (local window and dynamic prompt are the last tokens; full chunks' keys/values are
+            reused and each chunk re-reads the prompt: k·(dynamic_prompt_len + 1) tokens per step).
+            "growing" (the official code): the memory split and the prompt's start stay where the first prediction
+            put them, new tokens extend the local window and the prompt, and each chunk reads 2 tokens per step;
+            step t then equals a full forward with local_window + t and dynamic_prompt_len + t.
 
     Ids and vocabulary are the base model's: `vocab_size` reads and writes `base_config.vocab_size`, and the
     bos/eos/pad ids default to the base config's.
@@ -56,6 +63,7 @@ class FocusLLMConfig(PreTrainedConfig):
     min_len_for_focus: int | None = None
     candidate_modules: list[str] | tuple[str, ...] = CANDIDATE_MODULES
     chunk_batch_size: int | None = None
+    decoding: str = "sliding"
     use_cache: bool = True
     pad_token_id: int | None = None
     bos_token_id: int | None = None
@@ -91,6 +99,8 @@ class FocusLLMConfig(PreTrainedConfig):
             raise ValueError(f"min_len_for_focus={self.min_len_for_focus} lets inputs of up to "
                              f"{self.min_len_for_focus - 1} tokens run with full attention, beyond the base model's "
                              f"max_position_embeddings={limit}")
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"decoding={self.decoding!r} is not one of {DECODINGS}")
         if not self.candidate_modules or len(set(self.candidate_modules)) != len(self.candidate_modules) \
                 or not all(isinstance(m, str) and m for m in self.candidate_modules):
             raise ValueError(f"candidate_modules={self.candidate_modules!r} must be a non-empty list of distinct "

@@ -115,6 +115,10 @@ def move_keys(model: nn.Module, keys: torch.Tensor, shift: torch.Tensor) -> torc
     return keys * cos[:, None] + rotate_half(keys) * sin[:, None]
 
 
+def detached(kv: KV) -> KV:
+    return tuple((k.detach(), v.detach()) for k, v in kv)
+
+
 def left_pad(rows: list[torch.Tensor], dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack tensors of different lengths along `dim`, zero-padded on the left: (batch, mask [R, L] of real entries)."""
     width = max(r.shape[dim] for r in rows)
@@ -134,14 +138,30 @@ def positions(mask: torch.Tensor, start: list[int]) -> torch.Tensor:
 # What one call computes: per row, its tokens, its sizes and the predictions asked for
 
 
+KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer (keys, values)
+
+
+@dataclass
+class Growing:
+    """decoding="growing" (the official decoding): the memory split fixed at the first prediction with memory, and
+    each chunk row's keys/values of C_i ⊕ [BOS] ⊕ the dynamic prompt so far, its last token (the candidate)
+    excepted; the next call feeds that token again, as an ordinary one, before the new tokens."""
+
+    memory: int  # tokens before the local window, which grows from there
+    seen: int  # tokens of the row when the chunk rows were last extended
+    chunk_rows: list[KV]  # per chunk row, per layer ([H, n_i, D], [H, n_i, D])
+
+
 @dataclass
 class Row:
-    """One sequence: its real tokens' embeddings and sizes, and the chunk keys/values kept for it (a cache)."""
+    """One sequence: its real tokens' embeddings and sizes, and what a cache keeps for it."""
 
     embeds: torch.Tensor  # [T, d]
     chunk_size: int
     local_window: int
-    chunk_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()  # per layer ([n, H, c, D], [n, H, c, D])
+    prompt_len: int
+    chunk_kv: KV = ()  # per layer ([n, H, c, D], [n, H, c, D]): the full chunks
+    growing: Growing | None = None
 
     @property
     def cached_chunks(self) -> int:
@@ -309,10 +329,12 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                     out.append(tuple((layer.keys[r, :, -n:], layer.values[r, :, -n:]) for layer in cache.layers))
         return out
 
-    def _prompt_pass(self, rows: list[tuple[tuple, torch.Tensor]], hidden: bool = False) -> list[tuple]:
+    def _prompt_pass(self, rows: list[tuple[KV, torch.Tensor]], hidden: bool = False, keep: bool = False
+                     ) -> list[tuple]:
         """rows: (chunk keys/values per layer ([H, n, D], [H, n, D]), prompt [p, d] = [BOS] ⊕ dynamic prompt).
         Returns per row (its candidate per layer: keys [H, 1, D] rotated at position n + p − 1, values [H, 1, D];
-        with `hidden`, the candidate's last hidden state [d], else None)."""
+        with `hidden`, the candidate's last hidden state [d], else None; with `keep`, the row's keys/values but the
+        candidate's, per layer ([H, n + p − 1, D], ...), else None)."""
         out = []
         for group in self._groups(rows):
             n_layers = len(group[0][0])
@@ -332,12 +354,19 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                                                    attention_mask=torch.cat([memory_mask, prompt_mask], -1),
                                                    position_ids=positions(prompt_mask, start)).last_hidden_state
                 kv = tuple(t for layer in cache.layers for t in (layer.keys[:, :, -1:], layer.values[:, :, -1:]))
-                return kv + ((last[:, -1],) if hidden else ())
+                kept = tuple(t for layer in cache.layers for t in (layer.keys[:, :, :-1], layer.values[:, :, :-1]))
+                return kv + ((last[:, -1],) if hidden else ()) + (kept if keep else ())
 
-            candidates = self._checkpointed(run, prompts, *flat)
+            result = self._checkpointed(run, prompts, *flat)
+            real = torch.cat([memory_mask, prompt_mask], -1)[:, :-1].bool()  # [R, L + P − 1]
             for r in range(len(group)):
-                out.append((tuple((candidates[2 * l][r], candidates[2 * l + 1][r]) for l in range(n_layers)),
-                            candidates[-1][r] if hidden else None))
+                candidate = tuple((result[2 * l][r], result[2 * l + 1][r]) for l in range(n_layers))
+                kept = None
+                if keep:  # the row's real keys/values, its candidate's excepted
+                    state = result[2 * n_layers + hidden :]
+                    kept = tuple((state[2 * l][r][:, real[r]], state[2 * l + 1][r][:, real[r]])
+                                 for l in range(n_layers))
+                out.append((candidate, result[2 * n_layers][r] if hidden else None, kept))
         return out
 
     def _local_pass(self, prefixes: list[tuple | None], locals_: list[torch.Tensor], reads: list[list[int]]):
@@ -384,33 +413,42 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         threshold = self.config.min_len_for_focus
         return length > local_window and (threshold is None or length >= threshold)
 
-    def predict(self, rows: list[Row], ends: list[list[int]]) -> list[torch.Tensor]:
+    def predict(self, rows: list[Row], ends: list[list[int]], start_growing: bool = False) -> list[torch.Tensor]:
         """Logits [len(ends[r]), V] after the first `e` tokens of rows[r], for each e in ends[r] (1 ≤ e ≤ T). Updates
-        each row's `chunk_kv` with the full chunks it encoded."""
+        each row's `chunk_kv` with the full chunks it encoded; a row that grows (decoding="growing") predicts its
+        last token only, and with `start_growing` a row whose last token has memory starts growing from there."""
         limit = getattr(self.base.config, "max_position_embeddings", None)
+        growing = [row for row in rows if row.growing is not None]
+        for row, row_ends in zip(rows, ends):
+            if row.growing is not None and row_ends != [len(row.embeds)]:
+                raise ValueError("decoding='growing' predicts after the last token of a call only: pass "
+                                 "logits_to_keep=1, or use decoding='sliding' to score other positions")
         queries = [Query(row, e) for row, row_ends in zip(rows, ends) for e in row_ends
-                   if self.focuses(e, row.local_window)]
-        for q in queries:
-            k = q.full + (q.partial > 0)
-            if limit is not None and k + q.row.local_window > limit:
-                raise ValueError(f"{q.end - q.row.local_window} memory tokens in chunks of chunk_size="
-                                 f"{q.row.chunk_size} give {k} candidates; with local_window={q.row.local_window} "
-                                 f"that needs {k + q.row.local_window} positions, more than the base model's "
-                                 f"max_position_embeddings={limit}: raise chunk_size")
+                   if row.growing is None and self.focuses(e, row.local_window)]
+        for k, window in [(q.full + (q.partial > 0), q.row.local_window) for q in queries] + \
+                [(len(r.growing.chunk_rows), len(r.embeds) - r.growing.memory) for r in growing]:
+            if limit is not None and k + window > limit:
+                raise ValueError(f"{k} candidates (chunk_size={rows[0].chunk_size}) and a local window of {window} "
+                                 f"tokens need {k + window} positions, more than the base model's "
+                                 f"max_position_embeddings={limit}: raise chunk_size or lower local_window")
 
         # 1-2. chunk and prompt passes (condense); 3. local pass: one row per query (its candidates at 0..k−1, then
-        # the local window), one per row that has predictions without memory (the base over its tokens)
-        prefixes = [prefix for prefix, _ in self.condense(rows, queries)]
-        locals_ = [q.row.embeds[q.memory : q.end] for q in queries]
-        reads = [[q.row.local_window - 1] for q in queries]
-        slots = [[(q.row, q.end)] for q in queries]
+        # the local window), one per growing row, one per row that has predictions without memory (the base alone)
+        condensed = self.condense(rows, queries, keep=start_growing)
+        prefixes = [prefix for prefix, _, _ in condensed] + (self._grow(growing) if growing else [])
+        locals_ = [q.row.embeds[q.memory : q.end] for q in queries] + [r.embeds[r.growing.memory :] for r in growing]
+        reads = [[q.row.local_window - 1] for q in queries] + [[len(r.embeds) - r.growing.memory - 1] for r in growing]
+        slots = [[(q.row, q.end)] for q in queries] + [[(r, len(r.embeds))] for r in growing]
         for row, row_ends in zip(rows, ends):
-            plain = [e for e in row_ends if not self.focuses(e, row.local_window)]
+            plain = [e for e in row_ends if row.growing is None and not self.focuses(e, row.local_window)]
             if plain:
                 prefixes.append(None)
                 locals_.append(row.embeds[: max(plain)])
                 reads.append([e - 1 for e in plain])
                 slots.append([(row, e) for e in plain])
+        for q, (_, _, kept) in zip(queries, condensed):
+            if start_growing and q.end == len(q.row.embeds):  # the official decoding continues from here
+                q.row.growing, q.row.chunk_kv = Growing(q.memory, q.end, kept), ()
         results = {}
         for logits, where in zip(self._local_pass(prefixes, locals_, reads), slots):
             for i, (row, e) in enumerate(where):
@@ -418,9 +456,11 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         return [torch.stack([results[(id(row), e)] for e in row_ends]) if row_ends else None
                 for row, row_ends in zip(rows, ends)]
 
-    def condense(self, rows: list[Row], queries: list[Query], hidden: bool = False) -> list[tuple]:
-        """Per query: its KV prefix (per layer, keys [H, k, D] at positions 0..k−1 and values [H, k, D]) and, with
-        `hidden`, its candidates' last hidden states [k, d]. Updates each row's `chunk_kv`."""
+    def condense(self, rows: list[Row], queries: list[Query], hidden: bool = False, keep: bool = False
+                 ) -> list[tuple]:
+        """Per query: its KV prefix (per layer, keys [H, k, D] at positions 0..k−1 and values [H, k, D]); with
+        `hidden`, its candidates' last hidden states [k, d]; with `keep`, each chunk row's keys/values but the
+        candidate's (what decoding="growing" continues from). Updates each row's `chunk_kv`."""
         # 1. chunk pass: the full chunks no cache holds yet, and each query's partial chunk
         segments, owners = [], []
         for row in rows:
@@ -450,7 +490,7 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         bos = self.config.bos_token_id
         prompt_rows, targets = [], []
         for q in queries:
-            row, p = q.row, min(self.config.dynamic_prompt_len, q.row.local_window)
+            row, p = q.row, min(q.row.prompt_len, q.row.local_window)
             prompt = row.embeds[q.end - p : q.end]
             if bos is not None:
                 prompt = torch.cat([self.get_input_embeddings().weight[bos][None].to(prompt.dtype), prompt])
@@ -459,22 +499,45 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
             for j, kv in enumerate(chunks):
                 prompt_rows.append((kv, prompt))
                 targets.append(j - (kv[0][0].shape[1] + prompt.shape[0] - 1))  # candidate position → j
-        candidates = self._prompt_pass(prompt_rows, hidden) if prompt_rows else []
+        candidates = self._prompt_pass(prompt_rows, hidden, keep) if prompt_rows else []
 
-        # the candidates of each query, keys moved to positions 0..k−1: its KV prefix
         condensed, cursor = [], 0
         for q in queries:
             k = q.full + (q.partial > 0)
-            mine, shift = candidates[cursor : cursor + k], torch.tensor(targets[cursor : cursor + k])
+            mine, shift = candidates[cursor : cursor + k], targets[cursor : cursor + k]
             cursor += k
-            prefix = []
-            for l in range(len(mine[0][0])):
-                keys = torch.stack([kv[l][0] for kv, _ in mine])  # [k, H, 1, D]
-                values = torch.stack([kv[l][1] for kv, _ in mine])
-                prefix.append((move_keys(self.base, keys, shift)[:, :, 0].transpose(0, 1),  # [H, k, D]
-                               values[:, :, 0].transpose(0, 1)))
-            condensed.append((tuple(prefix), torch.stack([h for _, h in mine]) if hidden else None))
+            condensed.append((self._prefix([kv for kv, _, _ in mine], shift),
+                              torch.stack([h for _, h, _ in mine]) if hidden else None,
+                              [kept for _, _, kept in mine] if keep else None))
         return condensed
+
+    def _prefix(self, candidates: list[KV], shift: list[int]) -> KV:
+        """The KV prefix (per layer [H, k, D]) of k candidates (per layer [H, 1, D]), each key moved by its shift
+        (to its prefix position 0..k−1)."""
+        shift = torch.tensor(shift)
+        prefix = []
+        for l in range(len(candidates[0])):
+            keys = torch.stack([kv[l][0] for kv in candidates])  # [k, H, 1, D]
+            values = torch.stack([kv[l][1] for kv in candidates])
+            prefix.append((move_keys(self.base, keys, shift)[:, :, 0].transpose(0, 1),  # [H, k, D]
+                           values[:, :, 0].transpose(0, 1)))
+        return tuple(prefix)
+
+    def _grow(self, rows: list[Row]) -> list[KV]:
+        """decoding="growing": each chunk row of each row reads the tokens since its last call (the old candidate
+        again, as an ordinary token, then the new ones, the last the candidate); returns each row's KV prefix and
+        extends its chunk rows."""
+        prompt_rows = [(kv, r.embeds[r.growing.seen - 1 :]) for r in rows for kv in r.growing.chunk_rows]
+        out = self._prompt_pass(prompt_rows, keep=True)
+        prefixes, cursor = [], 0
+        for r in rows:
+            k, fed = len(r.growing.chunk_rows), len(r.embeds) - r.growing.seen + 1
+            mine = out[cursor : cursor + k]
+            shift = [j - (kv[0][0].shape[1] + fed - 1) for j, kv in enumerate(r.growing.chunk_rows)]
+            prefixes.append(self._prefix([kv for kv, _, _ in mine], shift))
+            r.growing = Growing(r.growing.memory, len(r.embeds), [kept for _, _, kept in mine])
+            cursor += k
+        return prefixes
 
     def candidate_logits(self, input_ids=None, attention_mask=None, inputs_embeds=None, chunk_size=None,
                          local_window=None) -> list[torch.Tensor | None]:
@@ -486,11 +549,11 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         embeds = inputs_embeds if inputs_embeds is not None else self.get_input_embeddings()(input_ids)  # [B, T, d]
         B, T = embeds.shape[:2]
         mask = attention_mask.bool() if attention_mask is not None else embeds.new_ones(B, T).bool()
-        rows = [Row(embeds[b][mask[b]], c, w) for b, (c, w) in enumerate(zip(
+        rows = [Row(embeds[b][mask[b]], c, w, self.config.dynamic_prompt_len) for b, (c, w) in enumerate(zip(
             self._sizes("chunk_size", chunk_size, B), self._sizes("local_window", local_window, B)))]
         queries = {b: Query(r, len(r.embeds)) for b, r in enumerate(rows)
                    if self.focuses(len(r.embeds), r.local_window)}
-        hidden = iter(h for _, h in self.condense(rows, list(queries.values()), hidden=True))
+        hidden = iter(h for _, h, _ in self.condense(rows, list(queries.values()), hidden=True))
         return [self.get_output_embeddings()(next(hidden)) if b in queries else None for b in range(B)]
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -518,6 +581,7 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor | None = None,
         chunk_size: int | list[int] | torch.Tensor | None = None,
         local_window: int | list[int] | torch.Tensor | None = None,
+        dynamic_prompt_len: int | list[int] | torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         r"""Next-token logits of the new tokens (input_ids [B, T] or inputs_embeds [B, T, d]) after the cache's.
@@ -528,8 +592,10 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
             or with `labels` the positions whose next label counts (as a loss needs).
         labels [B, T]: the causal LM loss (shifted inside; -100 ignored) over the kept positions; a label that counts
             after a position not kept is a ValueError.
-        chunk_size, local_window: per-row sizes (an int, or one per row) instead of the config's, e.g. a chunk size
-            drawn per training sample. A cache keeps chunks of one size: a different one with a cache is an error.
+        chunk_size, local_window, dynamic_prompt_len: per-row sizes (an int, or one per row) instead of the
+            config's, e.g. a chunk size drawn per training sample. A cache keeps chunks of one size: a different one
+            with a cache is an error. With config.decoding="growing", a cache continues the split of its first
+            prediction with memory and ignores later sizes (step t equals local_window + t, dynamic_prompt_len + t).
         attention_mask [B, past + T]: 0 marks padding, which is skipped (its logits are 0).
         """
         loss_kwargs = {name: kwargs.pop(name) for name in LOSS_KWARGS if name in kwargs}
@@ -550,6 +616,7 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         new_mask = attention_mask[:, -T:].bool() if attention_mask is not None else embeds.new_ones(B, T).bool()
         chunk_sizes = self._sizes("chunk_size", chunk_size, B)
         windows = self._sizes("local_window", local_window, B)
+        prompt_lens = self._sizes("dynamic_prompt_len", dynamic_prompt_len, B)
 
         old = cache.rows if cache is not None and cache.rows else [None] * B
         if len(old) != B:
@@ -561,8 +628,11 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                 raise ValueError(f"chunk_size={chunk_sizes[b]} for row {b}, whose cache holds chunks of "
                                  f"{before.chunk_size} tokens")
             tokens = embeds[b][new_mask[b]]
-            rows.append(Row(torch.cat([before.embeds, tokens]) if before is not None else tokens, chunk_sizes[b],
-                            windows[b], before.chunk_kv if before is not None else ()))
+            if before is None:
+                rows.append(Row(tokens, chunk_sizes[b], windows[b], prompt_lens[b]))
+            else:
+                rows.append(Row(torch.cat([before.embeds, tokens]), chunk_sizes[b], windows[b], prompt_lens[b],
+                                before.chunk_kv, before.growing))
 
         kept = self._kept(logits_to_keep, labels, T, embeds.device)
         # the sequence length after each kept position, per row (padding: no prediction)
@@ -574,7 +644,9 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
         if plain and (cache is None or past == 0 or cache.base_cache is not None):
             logits, base_cache = self._base_logits(embeds, attention_mask, cache, kept, new_mask)
         else:  # a memory to condense: the base's KV cache no longer applies (every later prediction has memory too)
-            logits, base_cache = self._focus_logits(rows, ends, kept, new_mask, counts, embeds), None
+            start_growing = cache is not None and self.config.decoding == "growing"
+            logits = self._focus_logits(rows, ends, kept, new_mask, counts, embeds, start_growing)
+            base_cache = None
 
         loss = None
         if labels is not None:
@@ -586,14 +658,16 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                 loss = loss + sum(0.0 * p.sum() for p in trainable)
         if cache is not None:
             cache.base_cache = base_cache
-            cache.rows = [Row(r.embeds.detach(), r.chunk_size, r.local_window,
-                              tuple((k.detach(), v.detach()) for k, v in r.chunk_kv)) for r in rows]
+            cache.rows = [Row(r.embeds.detach(), r.chunk_size, r.local_window, r.prompt_len, detached(r.chunk_kv),
+                              r.growing and Growing(r.growing.memory, r.growing.seen,
+                                                    [detached(kv) for kv in r.growing.chunk_rows]))
+                          for r in rows]
             cache.seq_length = past + T
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
 
-    def _focus_logits(self, rows, ends, kept, new_mask, counts, embeds) -> torch.Tensor:
+    def _focus_logits(self, rows, ends, kept, new_mask, counts, embeds, start_growing: bool) -> torch.Tensor:
         """[B, len(kept), V]: `predict` at every kept position that is a token (padding: zeros)."""
-        predicted = self.predict(rows, ends)
+        predicted = self.predict(rows, ends, start_growing)
         logits = embeds.new_zeros(len(rows), len(kept), self.get_output_embeddings().weight.shape[0])
         for b, row_ends in enumerate(ends):
             if row_ends:

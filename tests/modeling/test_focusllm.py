@@ -197,3 +197,31 @@ def test_short_inputs_decode_as_the_base_model_until_a_memory_appears():
         assert out.cache.base_cache is None and out.cache.rows[0].cached_chunks == 0  # 3 memory tokens: partial
         cache = model(prompt, use_cache=True).cache
         assert cache.base_cache is not None and cache.base_cache.get_seq_length() == 3
+
+
+def test_growing_decoding_equals_a_forward_with_the_window_and_prompt_grown_by_the_tokens_generated():
+    """decoding="growing" (the official decoding: each chunk reads 2 tokens per step): step t of a left-padded
+    batch equals the full forward with local_window + t and dynamic_prompt_len + t, and differs from sliding."""
+    model = focus_model(decoding="growing")
+    rows = [tokens(n, seed=20 + n) for n in (23, 17)]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(2, width, dtype=torch.long)
+    mask = torch.zeros(2, width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):], mask[i, width - len(r):] = r, 1
+    greedy = dict(do_sample=False, eos_token_id=None, pad_token_id=0, output_logits=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=6, **greedy)
+        for i, r in enumerate(rows):
+            seq = torch.cat([r, out.sequences[i, width:]])
+            for t, step in enumerate(out.logits):
+                want = model(seq[None, : len(r) + t], local_window=8 + t, dynamic_prompt_len=3 + t,
+                             logits_to_keep=1).logits[0, -1]
+                torch.testing.assert_close(step[i].double(), want, **TOL)
+            assert len(out.cache.rows[i].growing.chunk_rows) == -(-(len(r) - 8) // 5)  # the chunks of the prompt
+        sliding = model(seq[None], logits_to_keep=1).logits[0, -1]
+        assert (sliding - want).abs().max() > 1e-3
+        with pytest.raises(ValueError, match="logits_to_keep=1"):  # two new tokens, both scored
+            past = out.cache.get_seq_length()
+            model(torch.tensor([[5, 6], [7, 8]]), attention_mask=torch.ones(2, past + 2, dtype=torch.long),
+                  cache=out.cache, logits_to_keep=0)
