@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/focusllm.py --part train --steps 400        # the short training run (d), ~40 min
     .venv/bin/python benchmarks/focusllm.py --part passkey --conditions d --candidates /tmp/focusllm-trained
     .venv/bin/python benchmarks/focusllm.py --part encode                   # batched vs sequential chunks, ~5 min
+    .venv/bin/python benchmarks/focusllm.py --part decode --lengths 4096,16384  # sliding vs growing decoding, ~3 min
 
 1. Passkey retrieval, the prompt of the paper's evaluation (Landmark attention's): a task line, the filler "The grass
    is green. The sky is blue. ..." repeated to the total length, "The pass key is N. Remember it. N is the pass key."
@@ -19,6 +20,9 @@
 3. Chunk encoding (--part encode): one FocusLLM forward (`logits_to_keep=1`) over a random-token input of each length,
    chunks as one batch (`chunk_batch_size=None`) and one at a time (`chunk_batch_size=1`, the official loop), each in a
    fresh subprocess, alternating; seconds and peak RSS above the loaded model (VmHWM after clear_refs).
+4. Decoding (--part decode): after a prefill of each length (random tokens), 8 one-token steps with the cache,
+   decoding="sliding" (each chunk re-reads the 64-token dynamic prompt) and "growing" (each chunk reads 2 tokens, the
+   official decoding) interleaved; median ms per token.
 """
 
 from __future__ import annotations
@@ -182,9 +186,38 @@ def encode(lengths: list[int]) -> dict:
     return results
 
 
+def decode(lengths: list[int], steps: int = 8) -> dict:
+    """ms per generated token after a prefill, decoding="sliding" vs "growing", steps interleaved (median)."""
+    import statistics
+
+    import paperzoo
+    from paperzoo.data import local_llm
+
+    torch.set_num_threads(2)
+    base, _ = local_llm()
+    model = paperzoo.FocusLLMForCausalLM.from_base(base, **FOCUS).eval()
+    results = {}
+    for n in lengths:
+        ids = torch.randint(100, 40000, (1, n + steps), generator=torch.Generator().manual_seed(0))
+        caches, times = {}, {"sliding": [], "growing": []}
+        with torch.no_grad():
+            for mode in times:
+                model.config.decoding = mode
+                caches[mode] = model(ids[:, :n], use_cache=True, logits_to_keep=1).cache
+            for t in range(steps):
+                for mode in times:
+                    model.config.decoding = mode
+                    t0 = time.perf_counter()
+                    model(ids[:, n + t : n + t + 1], cache=caches[mode], logits_to_keep=1)
+                    times[mode].append(time.perf_counter() - t0)
+        results[n] = {mode: 1000 * statistics.median(v) for mode, v in times.items()}
+        print(f"  decode {n} tokens: {results[n]}", file=sys.stderr, flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("passkey", "train", "encode"), default="passkey")
+    parser.add_argument("--part", choices=("passkey", "train", "encode", "decode"), default="passkey")
     parser.add_argument("--lengths", default="512,1024,2048,4096,8192,16384,32768")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--conditions", default="abc")
@@ -210,6 +243,13 @@ def main() -> None:
             print(f"| {n:,} | " + " | ".join(cells) + " |")
     elif args.part == "train":
         print(json.dumps(train(args.steps, args.output), indent=1))
+    elif args.part == "decode":
+        results = decode(lengths)
+        print("\n| tokens | sliding ms/token | growing ms/token | sliding / growing |")
+        print("|---|---|---|---|")
+        for n in lengths:
+            r = results[n]
+            print(f"| {n:,} | {r['sliding']:.0f} | {r['growing']:.0f} | {r['sliding'] / r['growing']:.1f}x |")
     else:
         results = encode(lengths)
         print("\n| tokens | batched s | sequential s | speed-up | batched peak MiB | sequential peak MiB |")
