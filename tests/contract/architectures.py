@@ -242,7 +242,7 @@ FOCUSLLM = Architecture(
     classes=(ModelClass(paperzoo.FocusLLMForCausalLM, "AutoModelForCausalLM", "causal_lm", "CAUSAL_LM"),),
     inputs=_token_ids,
     bad_values=(("chunk_size", 0), ("local_window", -1), ("local_window", 64), ("dynamic_prompt_len", 0),
-                ("min_len_for_focus", 0), ("candidate_modules", []), ("chunk_batch_size", 0)),
+                ("min_len_for_focus", 0), ("candidate_modules", []), ("chunk_batch_size", 0), ("decoding", "official")),
     prepare=_focusllm_candidates,
     not_applicable={
         "hidden_states": "its outputs come from three passes (chunks, prompts, local window), one row per prediction: "
