@@ -364,8 +364,10 @@ class FocusLLMForCausalLM(FocusLLMPreTrainedModel, GenerationMixin):
                 kept = None
                 if keep:  # the row's real keys/values, its candidate's excepted
                     state = result[2 * n_layers + hidden :]
-                    kept = tuple((state[2 * l][r][:, real[r]], state[2 * l + 1][r][:, real[r]])
-                                 for l in range(n_layers))
+                    n, first = int(real[r].sum()), int(real[r].long().argmax())
+                    # the real entries are one run (padding only before the chunk): a view, not a copy
+                    where = slice(first, first + n) if bool(real[r, first : first + n].all()) else real[r]
+                    kept = tuple((state[2 * l][r][:, where], state[2 * l + 1][r][:, where]) for l in range(n_layers))
                 out.append((candidate, result[2 * n_layers][r] if hidden else None, kept))
         return out
 
