@@ -1,7 +1,7 @@
 """FocusLLM around a real small LLM (SmolLM2-135M-Instruct, `paperzoo.data.local_llm()`), on CPU.
 
     .venv/bin/python benchmarks/focusllm.py --part passkey                  # (a) (b) (c), ~40 min
-    .venv/bin/python benchmarks/focusllm.py --part train --steps 400        # the short training run (d), ~40 min
+    .venv/bin/python benchmarks/focusllm.py --part train --steps 400        # the short training run (d), ~60 min
     .venv/bin/python benchmarks/focusllm.py --part passkey --conditions d --candidates /tmp/focusllm-trained
     .venv/bin/python benchmarks/focusllm.py --part encode                   # batched vs sequential chunks, ~5 min
     .venv/bin/python benchmarks/focusllm.py --part decode --lengths 4096,16384  # sliding vs growing decoding, ~3 min
