@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_description  # noqa: E402
+from retnet import proc_status_kib  # noqa: E402
 
 FOCUS = dict(chunk_size=512, local_window=512, dynamic_prompt_len=64)
 TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz "
@@ -161,18 +162,11 @@ def encode_worker(length: int, chunk_batch_size: int | None) -> None:
         model(ids[:, :1200], logits_to_keep=1, use_cache=False)  # warm-up
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # VmHWM := VmRSS
-        rss = _kib("VmRSS")
+        rss = proc_status_kib("VmRSS") or 0
         t0 = time.perf_counter()
         model(ids, logits_to_keep=1, use_cache=False)
         seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "peak_bytes": (_kib("VmHWM") - rss) * 1024}))
-
-
-def _kib(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+    print(json.dumps({"seconds": seconds, "peak_bytes": ((proc_status_kib("VmHWM") or 0) - rss) * 1024}))
 
 
 def encode(lengths: list[int]) -> dict:
