@@ -94,11 +94,35 @@ ARCHITECTURES: dict[str, Architecture] = {
         # no PEFT defaults: the logical layers hold bare parameters (not nn.Linear, so LoRA cannot wrap them) and the
         # one Linear, the `classifier` head (rule weights, width x classes), is what SEQ_CLS already trains in full
     ),
+    "paperzoo_sigma_vae": Architecture(
+        config="paperzoo.configuration.sigma_vae.SigmaVAEConfig",
+        auto={
+            "AutoModel": "paperzoo.modeling.sigma_vae.SigmaVAEModel",
+            "AutoImageProcessor": "paperzoo.processors.sigma_vae.SigmaVAEImageProcessor",
+        },
+        # no PEFT defaults: a convolutional autoencoder (no q/v projections to adapt)
+    ),
+    "paperzoo_latentlm": Architecture(
+        config="paperzoo.configuration.latentlm.LatentLMConfig",
+        auto={
+            "AutoModel": "paperzoo.modeling.latentlm.LatentLMModel",
+            # one causal sequence of text tokens and latents: text generation, and images after <boi>
+            "AutoModelForCausalLM": "paperzoo.modeling.latentlm.LatentLMForConditionalGeneration",
+            "AutoProcessor": "paperzoo.processors.latentlm.LatentLMProcessor",
+        },
+        # the trunk is any AutoModel decoder; Llama's, paperzoo's RetNet and YOCO all name their projections
+        # q_proj / v_proj, so LoRA's Llama default adapts the trunk (the diffusion head trains in full if wanted)
+        peft_like="llama",
+    ),
 }
 
 _CONFIG_AUTO = "transformers.models.auto.configuration_auto"
 _MODEL_AUTO = "transformers.models.auto.modeling_auto"  # every AutoModel* class
-_AUTO_MODULES = {"AutoFeatureExtractor": "transformers.models.auto.feature_extraction_auto"}  # any other Auto class
+_AUTO_MODULES = {  # any other Auto class
+    "AutoFeatureExtractor": "transformers.models.auto.feature_extraction_auto",
+    "AutoImageProcessor": "transformers.models.auto.image_processing_auto",
+    "AutoProcessor": "transformers.models.auto.processing_auto",
+}
 _PIPELINES = "transformers.pipelines"
 _PEFT = "peft.utils.constants"
 _MODELING_UTILS = "transformers.modeling_utils"

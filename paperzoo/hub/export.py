@@ -89,8 +89,9 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# Packages the generated files may import outside `try` (besides the standard library).
-ALLOWED_PACKAGES = frozenset({"torch", "transformers", "safetensors", "numpy"})
+# Packages the generated files may import outside `try` (besides the standard library). diffusers: LatentLM's noise
+# schedules and samplers are diffusers schedulers (its card says to install it).
+ALLOWED_PACKAGES = frozenset({"torch", "transformers", "safetensors", "numpy", "diffusers"})
 _STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 _TRY_NODES = tuple(t for t in (getattr(ast, "Try", None), getattr(ast, "TryStar", None)) if t is not None)
 _WEIGHT_PICKLES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")

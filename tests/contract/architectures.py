@@ -48,6 +48,11 @@ class Architecture:
     prepare: Callable[[PreTrainedModel], None] = lambda model: None  # in place, after construction (e.g. sharpen)
     processor: Callable[[PreTrainedConfig], object] | None = None  # the input processor exported with the model
     atol: float = 1e-10  # float64 agreement between two computations of the same function
+    # token ids the model takes on their own (generation prompts, embedding checks), when `inputs` holds more than
+    # text (e.g. latents for placeholder tokens); None: inputs' input_ids
+    text_ids: Callable[[PreTrainedConfig, int, int], torch.Tensor] | None = None
+    # keyword arguments that go with labels (e.g. fixed diffusion draws, so that a loss is a function of its inputs)
+    loss_inputs: Callable[[ModelClass, PreTrainedConfig, dict, int], dict] | None = None
 
     def supports(self, capability: str) -> bool:
         return capability not in self.not_applicable
@@ -58,6 +63,14 @@ class Architecture:
         model = model_class.cls(self.tiny(**overrides)).to(dtype).eval()
         self.prepare(model)
         return model
+
+    def token_ids(self, config: PreTrainedConfig, rows: int, seed: int) -> torch.Tensor:
+        if self.text_ids is not None:
+            return self.text_ids(config, rows, seed)
+        return self.inputs(config, rows, seed)["input_ids"]
+
+    def loss_kwargs(self, model_class: ModelClass, config: PreTrainedConfig, inputs: dict, seed: int) -> dict:
+        return self.loss_inputs(model_class, config, inputs, seed) if self.loss_inputs is not None else {}
 
     def labels(self, model_class: ModelClass, config: PreTrainedConfig, inputs: dict, seed: int) -> torch.Tensor:
         if model_class.task == "causal_lm":
@@ -88,6 +101,15 @@ def _sharpen_retnet(model):
     repeats tokens changes the logits measurably."""
     with torch.no_grad():
         for layer in model.base_model.layers:
+            layer.retention.q_proj.weight.mul_(8)
+            layer.retention.k_proj.weight.mul_(8)
+
+
+def _sharpen_retnet_trunk(model):
+    """`_sharpen_retnet` on a model whose trunk is a RetNet (LatentLM's language_model)."""
+    trunk = model.language_model if hasattr(model, "language_model") else model.model.language_model
+    with torch.no_grad():
+        for layer in trunk.layers:
             layer.retention.q_proj.weight.mul_(8)
             layer.retention.k_proj.weight.mul_(8)
 
@@ -259,7 +281,143 @@ FOCUSLLM = Architecture(
 )
 
 
-ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM)
+# ----------------------------------------------------------------------------------------------------------------------
+# σ-VAE: 8×8 grey images, 2×2 patches (16 latents of 4 channels)
+
+
+def _sigma_vae_config(**overrides):
+    kwargs = dict(in_channels=1, image_size=8, patch_size=2, latent_channels=4, hidden_size=16, num_blocks=1)
+    kwargs.update(overrides)
+    return paperzoo.SigmaVAEConfig(**kwargs)
+
+
+def _pixels(config, rows: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"pixel_values": torch.rand(rows, config.in_channels, config.image_size, config.image_size, generator=g)
+            * 2 - 1}
+
+
+def _sigma_draws(model_class, config, inputs: dict, seed: int) -> dict:
+    """A fixed σ per row and ε, so that a training-mode loss (which samples z = μ + σ·ε) is a function of its inputs."""
+    g = torch.Generator().manual_seed(seed + 1000)
+    rows, side = inputs["pixel_values"].shape[0], config.image_size // config.patch_size
+    return {"sigma": torch.randn(rows, generator=g) * config.sigma_std,
+            "noise": torch.randn(rows, config.latent_channels, side, side, generator=g)}
+
+
+SIGMA_VAE = Architecture(
+    name="sigma_vae",
+    config_class=paperzoo.SigmaVAEConfig,
+    tiny=_sigma_vae_config,
+    classes=(ModelClass(paperzoo.SigmaVAEModel, "AutoModel", None, "FEATURE_EXTRACTION"),),
+    inputs=_pixels,
+    loss_inputs=_sigma_draws,
+    bad_values=(("patch_size", 3), ("spatial_dims", 3), ("sigma_std", -1.0), ("mu_l2_weight", -0.5),
+                ("latent_channels", 0), ("scaling_factor", 0.0), ("image_size", 0)),
+    not_applicable={
+        "generation": "an autoencoder of images and signals; LatentLM generates its latents",
+        "token_embeddings": "its inputs are pixels or signal samples, not token ids",
+        "hidden_states": "convolutional encoder and decoder of different shapes, no stack of equal layers",
+        "activation_checkpointing": "a few small convolution blocks; checkpointing them saves nothing worth it",
+        "peft": "convolutions without the q/v projections LoRA targets; fine-tune it in full (it is small)",
+        "static_cache": "no cache: one encoder-decoder pass per input",
+    },
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# LatentLM: a 13-token text, then an image span <boi> + 4 latents + <eoi> (ids 96..98 of a 99-token vocabulary), on a
+# tiny Llama and on paperzoo's RetNet; fixed diffusion draws, so that losses are functions of the inputs
+
+
+def _latentlm_config(text_config, **overrides):
+    tie = overrides.pop("tie_word_embeddings", None)
+    if tie is not None:
+        text_config.tie_word_embeddings = tie
+    kwargs = dict(text_config=text_config, vae_config=_sigma_vae_config(image_size=4),
+                  head_config=dict(num_hidden_layers=2, kernel_backend="reference"), boi_token_id=96,
+                  eoi_token_id=97, latent_token_id=98, ddpm_batch_mul=2)
+    kwargs.update(overrides)
+    config = paperzoo.LatentLMConfig(**kwargs)
+    if tie is not None:
+        config.tie_word_embeddings = tie
+    return config
+
+
+def _latentlm_llama(**overrides):
+    from transformers import LlamaConfig
+
+    text = LlamaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=48, max_position_embeddings=64, pad_token_id=0,
+                       bos_token_id=1, eos_token_id=2)
+    return _latentlm_config(text, **overrides)
+
+
+def _latentlm_retnet(**overrides):
+    return _latentlm_config(_retnet_config(), **overrides)
+
+
+def _latentlm_text(config, rows: int, seed: int) -> torch.Tensor:
+    return torch.randint(3, 96, (rows, 13), generator=torch.Generator().manual_seed(seed))
+
+
+def _latentlm_inputs(config, rows: int, seed: int) -> dict:
+    span = torch.tensor([96, 98, 98, 98, 98, 97]).expand(rows, 6)
+    latents = torch.randn(rows, 4, config.vae_config.latent_channels, generator=torch.Generator().manual_seed(seed))
+    return {"input_ids": torch.cat([_latentlm_text(config, rows, seed), span], 1), "latents": latents}
+
+
+def _diffusion_draws(model_class, config, inputs: dict, seed: int) -> dict:
+    """(t, ε) for each of the 4 latents of each row × ddpm_batch_mul copies (the head's loss: causal LM only)."""
+    if model_class.task != "causal_lm":
+        return {}
+    g = torch.Generator().manual_seed(seed + 1000)
+    rows, k, d = inputs["input_ids"].shape[0], config.ddpm_batch_mul, config.vae_config.latent_channels
+    return {"diffusion_timesteps": torch.randint(0, config.num_train_timesteps, (rows, 4, k), generator=g),
+            "diffusion_noise": torch.randn(rows, 4, k, d, generator=g)}
+
+
+_LATENTLM_CLASSES = (
+    ModelClass(paperzoo.LatentLMModel, "AutoModel", None, "FEATURE_EXTRACTION"),
+    ModelClass(paperzoo.LatentLMForConditionalGeneration, "AutoModelForCausalLM", "causal_lm", "CAUSAL_LM"),
+)
+_LATENTLM_BAD_VALUES = (("boi_token_id", 99), ("latent_token_id", -1), ("num_classes", -1), ("label_dropout", 1.0),
+                        ("diffusion_loss_weight", -1.0), ("ddpm_batch_mul", 0), ("beta_schedule", "cosine"),
+                        ("prediction_type", "sample"), ("noise_scheduler_class", "EulerSampler"),
+                        ("guidance_scale", -1.0), ("num_inference_steps", 0))
+
+
+
+def _text_only(model):
+    """The generation contract checks text decoding against full forwards of token ids: `<boi>` (which would start
+    an image span, whose latents those forwards do not have) is suppressed, and so is the pad id 0 (generated inside
+    a sequence, generate() would take it for padding when the sequence is fed again); image spans are tested in
+    tests/modeling/test_latentlm.py."""
+    if model.can_generate():
+        model.generation_config.suppress_tokens = [0, 96]
+
+
+def _latentlm_retnet_prepare(model):
+    _sharpen_retnet_trunk(model)
+    _text_only(model)
+
+
+_LATENTLM_NOT_APPLICABLE = {
+    "tracing": "the training loss gathers the latents to model and their conditions with data-dependent masks (how "
+               "many latents a batch models varies), which one traced graph cannot hold; the text-and-latent forward "
+               "without labels has no such branch",
+}
+LATENTLM = Architecture(name="latentlm", config_class=paperzoo.LatentLMConfig, tiny=_latentlm_llama,
+                        classes=_LATENTLM_CLASSES, inputs=_latentlm_inputs, text_ids=_latentlm_text,
+                        loss_inputs=_diffusion_draws, bad_values=_LATENTLM_BAD_VALUES, prepare=_text_only,
+                        not_applicable=_LATENTLM_NOT_APPLICABLE, atol=1e-6)
+LATENTLM_RETNET = Architecture(name="latentlm-retnet", config_class=paperzoo.LatentLMConfig, tiny=_latentlm_retnet,
+                               classes=_LATENTLM_CLASSES, inputs=_latentlm_inputs, text_ids=_latentlm_text,
+                               loss_inputs=_diffusion_draws, bad_values=(("num_train_timesteps", 0),),
+                               prepare=_latentlm_retnet_prepare, not_applicable=_LATENTLM_NOT_APPLICABLE)
+
+
+ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM, SIGMA_VAE, LATENTLM, LATENTLM_RETNET)
 
 
 def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:

@@ -14,6 +14,7 @@ import paperzoo
 
 from ..hub.fakehub import run_python
 from .architectures import architectures
+from .test_model import main_output
 
 CHILD = r'''
 import json, sys
@@ -28,10 +29,10 @@ for name, entry in spec.items():
     inputs = {k: torch.tensor(v) for k, v in entry["inputs"].items()}
     with torch.no_grad():
         out = model(**inputs)
-        result = {"class": type(model).__name__,
-                  "output": (out.logits if "logits" in out else out.last_hidden_state).tolist()}
+        main = next(out[k] for k in ("logits", "last_hidden_state", "sample") if k in out)
+        result = {"class": type(model).__name__, "output": main.tolist()}
         if entry["generate"]:
-            result["generated"] = model.generate(inputs["input_ids"], max_new_tokens=5, do_sample=False,
+            result["generated"] = model.generate(torch.tensor(entry["prompt"]), max_new_tokens=5, do_sample=False,
                                                  eos_token_id=None, pad_token_id=0).tolist()
     results[name] = result
 json.dump({"results": results, "paperzoo": sorted(m for m in sys.modules if m.split(".")[0] == "paperzoo")},
@@ -54,16 +55,16 @@ def test_every_class_loads_without_paperzoo_and_computes_the_same(arch, route, t
         model = arch.model(mc)
         inputs = arch.inputs(model.config, 2, 11)
         folder = tmp_path / mc.cls.__name__
-        write(arch, model, folder, route)
         generates = mc.task == "causal_lm"
+        write(arch, model, folder, route)
+        prompt = arch.token_ids(model.config, 2, 11) if generates else torch.zeros(0)
         spec[mc.cls.__name__] = {"auto": mc.auto, "folder": str(folder), "generate": generates,
-                                 "inputs": {k: v.tolist() for k, v in inputs.items()}}
+                                 "inputs": {k: v.tolist() for k, v in inputs.items()}, "prompt": prompt.tolist()}
         with torch.no_grad():
-            out = model(**inputs)
-            want[mc.cls.__name__] = {"output": out.logits if "logits" in out else out.last_hidden_state}
+            want[mc.cls.__name__] = {"output": main_output(model(**inputs))}
             if generates:
                 want[mc.cls.__name__]["generated"] = model.generate(
-                    inputs["input_ids"], max_new_tokens=5, do_sample=False, eos_token_id=None, pad_token_id=0)
+                    prompt, max_new_tokens=5, do_sample=False, eos_token_id=None, pad_token_id=0)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     out_path = tmp_path / "out.json"
     run_python(CHILD, str(tmp_path / "spec.json"), str(out_path), cwd=tmp_path, isolated=True,

@@ -25,14 +25,23 @@ def outputs_of(model, inputs: dict, **kwargs):
     if "use_cache" in inspect.signature(model.forward).parameters:
         kwargs.setdefault("use_cache", False)
     out = model(**inputs, **kwargs)
-    return out.logits if "logits" in out else out.last_hidden_state
+    return main_output(out)
+
+
+def main_output(out) -> torch.Tensor:
+    """logits, else the last hidden state, else a reconstruction (`sample`, as diffusers' VAEs name it)."""
+    for name in ("logits", "last_hidden_state", "sample"):
+        if name in out:
+            return out[name]
+    raise KeyError(f"{type(out).__name__} has none of logits / last_hidden_state / sample")
 
 
 def training_loss(arch, mc, model, inputs: dict, seed: int = 0) -> torch.Tensor:
     """The loss a trainer minimises: the head's own loss given labels, or (no head) a function of every output."""
     if mc.task is None:
-        return outputs_of(model, inputs).square().mean()
-    return model(**inputs, labels=arch.labels(mc, model.config, inputs, seed)).loss
+        return outputs_of(model, {**inputs, **arch.loss_kwargs(mc, model.config, inputs, seed)}).square().mean()
+    return model(**inputs, labels=arch.labels(mc, model.config, inputs, seed),
+                 **arch.loss_kwargs(mc, model.config, inputs, seed)).loss
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -179,9 +188,7 @@ def test_torch_export_equals_eager(arch, mc):
         program = torch.export.export(model, (), kwargs)
         exported = program.module()(**kwargs)
         eager = model(**kwargs)
-    want = eager.logits if "logits" in eager else eager.last_hidden_state
-    got = exported.logits if "logits" in exported else exported.last_hidden_state
-    torch.testing.assert_close(got, want, rtol=0, atol=arch.atol)
+    torch.testing.assert_close(main_output(exported), main_output(eager), rtol=0, atol=arch.atol)
 
 
 @pytest.mark.parametrize("arch, mc", cases("tracing"))
@@ -229,7 +236,9 @@ def test_trainer_gradient_accumulation_equals_the_full_batch(arch, mc, tmp_path)
     rows = []
     for i in range(4):
         inputs = {k: v[0] for k, v in arch.inputs(config, 1, 10 + i).items()}
-        labels = arch.labels(mc, config, {k: v[None] for k, v in inputs.items()}, 10 + i)[0]
+        batch = {k: v[None] for k, v in inputs.items()}
+        labels = arch.labels(mc, config, batch, 10 + i)[0]
+        inputs.update({k: v[0] for k, v in arch.loss_kwargs(mc, config, batch, 10 + i).items()})
         if mc.task == "causal_lm":
             labels[4 + 3 * i:] = -100
         rows.append({**{k: v.tolist() for k, v in inputs.items()}, "labels": labels.tolist()})
@@ -274,7 +283,7 @@ def test_activation_checkpointing_gives_the_same_gradients(arch, mc):
 @pytest.mark.parametrize("arch, mc", cases("token_embeddings"))
 def test_inputs_embeds_equal_input_ids(arch, mc):
     model = arch.model(mc)
-    ids = arch.inputs(model.config, 2, 7)["input_ids"]
+    ids = arch.token_ids(model.config, 2, 7)
     with torch.no_grad():
         embeds = model.get_input_embeddings()(ids)
         torch.testing.assert_close(outputs_of(model, {"inputs_embeds": embeds}), outputs_of(model, {"input_ids": ids}),
@@ -286,7 +295,7 @@ def test_inputs_embeds_equal_input_ids(arch, mc):
 def test_resize_token_embeddings_keeps_the_old_tokens(arch, mc, tie):
     model = arch.model(mc, tie_word_embeddings=tie)
     vocab = model.config.vocab_size
-    ids = arch.inputs(model.config, 2, 8)["input_ids"]
+    ids = arch.token_ids(model.config, 2, 8)
     with torch.no_grad():
         before = outputs_of(model, {"input_ids": ids})
         model.resize_token_embeddings(vocab + 7)
