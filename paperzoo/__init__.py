@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 # public name -> dotted path of the class: every class of the registration table, and the estimators
 _CLASSES = {path.rpartition(".")[2]: path
-            for path in (*_registration.class_paths(), "paperzoo.estimators.rrl.RRLClassifier")}
+            for path in (*_registration.class_paths(), "paperzoo.estimators.rrl.RRLClassifier",
+                         "paperzoo.pipelines.latentlm.LatentLMPipeline")}
 _SUBPACKAGES = frozenset({"configuration", "convert", "estimators", "hub", "kernels", "metrics", "modeling",
                           "pipelines", "processors"})
 

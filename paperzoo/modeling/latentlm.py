@@ -71,9 +71,10 @@ class LatentLMTimestepEmbedding(nn.Module):
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:  # [N] → [N, W]
         half = self.frequency_size // 2
-        j = torch.arange(half, device=timesteps.device, dtype=torch.float32)
+        acc = torch.promote_types(self.linear_1.weight.dtype, torch.float32)  # the angles reach 1000 rad: ≥ fp32
+        j = torch.arange(half, device=timesteps.device, dtype=acc)
         freqs = torch.exp(-math.log(self.max_period) * j / half)
-        args = timesteps.float()[:, None] * freqs[None]  # [N, half]
+        args = timesteps.to(acc)[:, None] * freqs[None]  # [N, half]
         emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.linear_1.weight.dtype)
         return self.linear_2(F.silu(self.linear_1(emb)))
 

@@ -52,7 +52,8 @@ def sample_latents(head, scheduler, num_inference_steps: int, condition, uncondi
 
     n, device = condition.shape[0], condition.device
     scheduler.set_timesteps(num_inference_steps, device=device)
-    x = randn_tensor((n, head.latent_size), generator=generator, device=device, dtype=torch.float32)
+    dtype = torch.promote_types(condition.dtype, torch.float32)  # the solver's arithmetic: at least fp32
+    x = randn_tensor((n, head.latent_size), generator=generator, device=device, dtype=dtype)
     x = x * scheduler.init_noise_sigma
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for t in scheduler.timesteps:
@@ -66,8 +67,8 @@ def guided_prediction(head, x, t, condition, uncondition=None, guidance_scale=1.
     """The head's prediction at (x [n, d], scalar t), guided: u + w (c − u) from one doubled batch."""
     n = x.shape[0]
     if uncondition is None:
-        return head(x, t.expand(n), condition).float()
-    both = head(torch.cat([x, x]), t.expand(2 * n), torch.cat([condition, uncondition])).float()
+        return head(x, t.expand(n), condition).to(x.dtype)
+    both = head(torch.cat([x, x]), t.expand(2 * n), torch.cat([condition, uncondition])).to(x.dtype)
     cond, uncond = both.chunk(2)
     return uncond + guidance_scale * (cond - uncond)
 
@@ -77,13 +78,14 @@ class LatentStream:
     sampling settings."""
 
     def __init__(self, model, history, num_latents, scheduler, num_inference_steps, guidance_scale, generator,
-                 class_labels, num_beams):
+                 class_labels, num_beams, on_latent=None):
         c = model.config
         self.boi, self.eoi, self.slot = c.boi_token_id, c.eoi_token_id, c.latent_token_id
         self.history = history  # list (rows) of lists of [d] tensors
         self.num_latents = num_latents
         self.scheduler, self.steps, self.guidance_scale = scheduler, num_inference_steps, guidance_scale
         self.generator, self.class_labels, self.num_beams = generator, class_labels, num_beams
+        self.on_latent = on_latent  # called after each sampling step with the rows that got a latent
         self.pending = None  # [B] bool: rows whose next token is a placeholder (set by plan)
         self.span_count = []  # per row: placeholders since its last <boi> (set by plan)
 
@@ -141,6 +143,8 @@ class LatentStream:
                            self.generator)
         for i, b in enumerate(rows.tolist()):
             self.history[b].append(z[i].to(last_hidden.dtype))
+        if self.on_latent is not None:
+            self.on_latent(rows)
 
     def unconditional_hidden(self, model, rows):
         """The last hidden state of `<boi>` (null class) + the span's latents so far, for each row (no cache; rows
@@ -193,21 +197,25 @@ class LatentLMGenerationMixin:
         placeholders (images to understand; encoded with μ), `class_labels` [B] (class-conditional mode),
         `num_inference_steps`, `guidance_scale` (w; 1 = no guidance), `noise_scheduler` (a diffusers scheduler
         class name or instance), `latent_generator` (a torch.Generator for the latent noise), `num_latents` (latents
-        per generated span; default the VAE's image_size grid). With `return_dict_in_generate=True` the output's
+        per generated span; default the VAE's image_size grid), `latent_callback` (called with the rows that got a latent,
+        after each sampling). With `return_dict_in_generate=True` the output's
         `latents` lists, per row, the normalised latents of all its placeholders [n, d] (`decode_latents` → pixels)."""
         c = self.config
         options = {name: kwargs.pop(name, None) for name in GENERATION_OPTIONS}
         pixel_values, latents = kwargs.pop("pixel_values", None), kwargs.pop("latents", None)
         generator, num_latents = kwargs.pop("latent_generator", None), kwargs.pop("num_latents", None)
+        on_latent = kwargs.pop("latent_callback", None)
         if c.latent_token_id is None:
             if pixel_values is not None or latents is not None:
                 raise ValueError("pixel_values / latents given but config.latent_token_id is None: no image spans")
             return super().generate(inputs, generation_config, logits_processor, **kwargs)
+        # the latents' guidance: transformers' own `guidance_scale` (classifier-free guidance of text logits, which
+        # needs a negative prompt LatentLM does not have) is taken here and cleared from the config generate reads
         gen_config = generation_config or self.generation_config
         for name in options:
             if options[name] is None:
                 options[name] = getattr(gen_config, name, None)
-        steps = options["num_inference_steps"] or c.num_inference_steps
+        steps = c.num_inference_steps if options["num_inference_steps"] is None else options["num_inference_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
             raise ValueError(f"num_inference_steps={steps!r} must be a positive integer")
         guidance = check_guidance_scale(c.guidance_scale if options["guidance_scale"] is None
@@ -218,10 +226,12 @@ class LatentLMGenerationMixin:
         history = self.prompt_latents(ids, rows, pixel_values, latents)
         stream = LatentStream(self, history, num_latents or c.vae_config.latents_per_image, scheduler, steps,
                               guidance, generator, kwargs.get("class_labels"),
-                              kwargs.get("num_beams", getattr(gen_config, "num_beams", 1)) or 1)
+                              kwargs.get("num_beams", getattr(gen_config, "num_beams", 1)) or 1, on_latent)
         processors = LogitsProcessorList(logits_processor or [])
         processors.append(LatentSpanLogitsProcessor(stream))
-        out = super().generate(inputs, generation_config, processors, latent_stream=stream, **kwargs)
+        # guidance_scale=1: no text guidance (None would be filled in again from the model's generation config)
+        out = super().generate(inputs, generation_config, processors, latent_stream=stream, guidance_scale=1.0,
+                               **kwargs)
         if not isinstance(out, torch.Tensor):
             d = c.vae_config.latent_channels
             out.latents = [torch.stack(h) if h else torch.empty(0, d, device=self.device) for h in stream.history]
