@@ -382,3 +382,28 @@ def test_bad_input_is_a_value_error_naming_the_field():
         model(ids, pixel_values=torch.randn(1, 1, 4, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="class_labels"):
         model(ids, latents=torch.randn(1, 4, 4, dtype=torch.float64), class_labels=torch.tensor([1]))
+
+
+def test_the_generation_config_chooses_scheduler_steps_and_guidance(monkeypatch, tmp_path):
+    """`noise_scheduler`, `num_inference_steps` and `guidance_scale` set in the generation config are used; the
+    saved defaults are the model config's (`noise_scheduler_class`, `num_inference_steps`, `guidance_scale`)."""
+    import paperzoo.modeling.latentlm_generation as gen
+
+    seen = []
+    real = gen.sample_latents
+    monkeypatch.setattr(gen, "sample_latents", lambda head, s, n, c, u=None, w=1.0, *a, **k: (
+        seen.append((type(s).__name__, n, w)), real(head, s, n, c, u, w, *a, **k))[1])
+    model = tiny_model()
+    model.generation_config.noise_scheduler = "UniPCMultistepScheduler"
+    model.generation_config.num_inference_steps = 3
+    model.generation_config.guidance_scale = 1.5
+    with torch.no_grad():
+        model.generate(torch.tensor([[5, BOI]]), max_new_tokens=2, do_sample=False, pad_token_id=0)
+    assert seen == [("UniPCMultistepScheduler", 3, 1.5)] * 2
+    seen.clear()
+    model = tiny_model(noise_scheduler_class="DDIMScheduler", num_inference_steps=4, guidance_scale=2.5)
+    model.save_pretrained(tmp_path)
+    loaded = paperzoo.LatentLMForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.float64).eval()
+    with torch.no_grad():
+        loaded.generate(torch.tensor([[5, BOI]]), max_new_tokens=2, do_sample=False, pad_token_id=0)
+    assert seen == [("DDIMScheduler", 4, 2.5)] * 2
