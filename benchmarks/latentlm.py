@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/latentlm.py --part main       # the recipe and its ablations (σ-VAE vs AE, v vs ε,
                                                                 20 vs 250 steps, CFG scale), the digit grid PNG
+    .venv/bin/python benchmarks/latentlm.py --part cfg        # recipe A at guidance scales 1 to 4
     .venv/bin/python benchmarks/latentlm.py --part text       # one model, text and images interleaved: "draw a three"
                                                                 → image, image → "this is a three"
     .venv/bin/python benchmarks/latentlm.py --part speed      # sampling time per image against solver steps
@@ -174,6 +175,22 @@ def main_part(seed: int, per_class: int, figure: str | None) -> None:
     row("C: plain autoencoder (σ-std 0, same L2), v-prediction", vae_c, model_c, sec_c)
 
 
+def cfg_part(seed: int, per_class: int) -> None:
+    """Recipe A (retrained: the same seed gives the same model) sampled at several guidance scales."""
+    train, test = load_digits_images()
+    judge = DigitsJudge(train)
+    ref = references(judge, train, test)
+    _, model, _ = recipe(train, 0.5, "v_prediction", seed=seed)
+    print(f"\nReal test images: accuracy {ref['test']['accuracy']:.3f}, FD {ref['test']['fd']:.2f} "
+          f"({ref['test']['fd'] / ref['class_means_fd']:.3f}); class means FD {ref['class_means_fd']:.2f}.\n")
+    print("| CFG w | cond. accuracy | FD (÷ class-means FD) | NN-dist |\n|---|---|---|---|")
+    for w in (1.0, 1.25, 1.5, 2.0, 3.0, 4.0):
+        images, labels, _ = sample_classes(model, per_class, guidance=w, seed=seed)
+        m = judge_images(judge, images, labels)
+        print(f"| {w:g} | {m['accuracy']:.3f} | {m['fd']:.2f} ({m['fd'] / ref['class_means_fd']:.3f}) | "
+              f"{m['nn']:.2f} |", flush=True)
+
+
 def text_part(seed: int, per_class: int) -> None:
     """One LatentLM over words and digits: "draw a three <image>" (T2I, 10 % without the prompt for guidance) and
     "<image> this is a three" (I2T: the image is input, not a target)."""
@@ -246,7 +263,7 @@ def speed_part(seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("main", "text", "speed"), default="main")
+    parser.add_argument("--part", choices=("main", "cfg", "text", "speed"), default="main")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--figure", default=None, help="PNG path for the 10×10 grid of recipe A (rows: classes)")
@@ -258,6 +275,8 @@ def main() -> None:
                               f"{transformers.__version__}, diffusers {diffusers.__version__}"))
     if args.part == "main":
         main_part(args.seed, args.per_class, args.figure)
+    elif args.part == "cfg":
+        cfg_part(args.seed, args.per_class)
     elif args.part == "text":
         text_part(args.seed, args.per_class)
     else:

@@ -378,7 +378,7 @@ class LatentLMForConditionalGeneration(LatentLMGenerationMixin, LatentLMPreTrain
         the position whose hidden state conditions the next latent) selects them instead when given.
         `diffusion_timesteps` [L, k] and `diffusion_noise` [L, k, d] fix the (t, ε) draws (else random)."""
         loss_kwargs = {name: kwargs.pop(name) for name in LOSS_KWARGS if name in kwargs}
-        reject_unused_kwargs(self, {k: v for k, v in kwargs.items() if k not in ("output_attentions",)})
+        reject_unused_kwargs(self, kwargs)
         out = self.model(input_ids, pixel_values, latents, class_labels, attention_mask, position_ids, cache,
                          inputs_embeds, use_cache, output_hidden_states, return_dict=True)
         hidden = out.last_hidden_state

@@ -407,3 +407,19 @@ def test_the_generation_config_chooses_scheduler_steps_and_guidance(monkeypatch,
     with torch.no_grad():
         loaded.generate(torch.tensor([[5, BOI]]), max_new_tokens=2, do_sample=False, pad_token_id=0)
     assert seen == [("DDIMScheduler", 4, 2.5)] * 2
+
+
+def test_the_vae_and_its_latent_statistics_save_and_load_with_the_model(tmp_path):
+    """Statistics measured on the LatentLM's own σ-VAE are in its config.json, and the loaded model normalises
+    pixels into the same latents."""
+    model = tiny_model()
+    pixels = torch.rand(16, 1, 4, 4, dtype=torch.float64) * 2 - 1
+    shift, scale = model.vae.compute_latent_statistics([pixels], generator=torch.Generator().manual_seed(0))
+    assert (model.config.vae_config.shift_factor, model.config.vae_config.scaling_factor) == (shift, scale)
+    model.save_pretrained(tmp_path)
+    loaded = paperzoo.LatentLMForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.float64).eval()
+    assert (loaded.vae.config.shift_factor, loaded.vae.config.scaling_factor) == (shift, scale)
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    torch.testing.assert_close(loaded.model.encode_images(pixels, sample=False),
+                               (model.vae.patchify(model.vae.encode(pixels).mode()) - shift) * scale)
