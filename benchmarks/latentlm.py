@@ -208,8 +208,8 @@ def text_part(seed: int, per_class: int) -> None:
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<bos>",
                                         eos_token="<eos>", unk_token="<unk>")
-    processor = LatentLMProcessor(SigmaVAEImageProcessor(do_rescale=False, do_normalize=False), tokenizer,
-                                  patch_size=2)
+    # pictures in [0, 1] (the digits' (x + 1) / 2), normalised by the processor to the model's [-1, 1] and back
+    processor = LatentLMProcessor(SigmaVAEImageProcessor(do_rescale=False), tokenizer, patch_size=2)
     t0 = time.perf_counter()
     vae = train_vae(train, 0.5, 600, seed)
     rng = np.random.default_rng(seed)
@@ -217,7 +217,7 @@ def text_part(seed: int, per_class: int) -> None:
     for x, y in zip(train.images, train.labels):
         prompt = "" if rng.random() < 0.1 else f"draw a {CLASS_NAMES[y]} "
         for text, image_loss in ((f"{prompt}<image> <eos>", True), (f"<image> this is a {CLASS_NAMES[y]} <eos>", False)):
-            batch = processor(text=text, images=[x], return_labels=True, image_loss=image_loss, padding="max_length",
+            batch = processor(text=text, images=[(x + 1) / 2], return_labels=True, image_loss=image_loss, padding="max_length",
                               max_length=24)
             rows.append({k: v[0] for k, v in batch.items() if k != "pixel_values"} | {"pixel_values": batch["pixel_values"][0]})
     config = latentlm_config(vae, len(tokenizer), processor.span_token_ids, 0, "v_prediction")
@@ -233,7 +233,7 @@ def text_part(seed: int, per_class: int) -> None:
     labels = np.arange(10).repeat(per_class)
     m = judge_images(judge, images, labels)
     start = time.perf_counter()
-    answers = pipe.describe(list(test.images), max_new_tokens=5)
+    answers = pipe.describe(list((test.images + 1) / 2), max_new_tokens=5)
     i2t_seconds = time.perf_counter() - start
     said = [a.split()[-1] if a.split() else "" for a in answers]
     i2t = float(np.mean([s == CLASS_NAMES[y] for s, y in zip(said, test.labels)]))
