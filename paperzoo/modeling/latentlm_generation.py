@@ -8,7 +8,8 @@ a `LatentStream` rides along in the model kwargs:
   hidden state (the condition of the position before it): a fresh multistep scheduler state per latent
   (`set_timesteps`), the same initial noise for both classifier-free-guidance halves, the guided prediction
   u + w (c − u) given to `step()`. The unconditional half conditions on `<boi>` (null class in class mode) plus the
-  span's latents so far, recomputed without a cache (the conditional half is the KV-cached main pass);
+  span's latents so far, with its own KV cache while the rows sample in lockstep (the conditional half is the
+  KV-cached main pass);
 - the next forward places that latent at the placeholder (latent_proj), like a sampled token fed back.
 """
 
@@ -88,6 +89,7 @@ class LatentStream:
         self.on_latent = on_latent  # called after each sampling step with the rows that got a latent
         self.pending = None  # [B] bool: rows whose next token is a placeholder (set by plan)
         self.span_count = []  # per row: placeholders since its last <boi> (set by plan)
+        self.uncond_cache = None  # (rows, latents fed, cache) of the unconditional branch, for rows in lockstep
 
     def span_state(self, input_ids):
         """(in_span [B] bool, placeholders since the row's last <boi> [B])."""
@@ -147,24 +149,37 @@ class LatentStream:
             self.on_latent(rows)
 
     def unconditional_hidden(self, model, rows):
-        """The last hidden state of `<boi>` (null class) + the span's latents so far, for each row (no cache; rows
-        grouped by span length so no padding is needed)."""
+        """The last hidden state of `<boi>` (null class) + the span's latents so far, for each row. Rows that sample
+        in lockstep (the usual case: one prompt batch, spans started together) share one KV cache, fed the latent
+        each row got since the last call; otherwise the sequences are recomputed, grouped by span length (no padding),
+        and the cache is started again when the rows are in lockstep."""
+        keys, counts = rows.tolist(), [self.span_count[b] for b in rows.tolist()]
+        cached = self.uncond_cache
+        if cached is not None and cached[0] == keys and all(n == cached[1] + 1 for n in counts):
+            latents = torch.stack([self.history[b][-1] for b in keys])[:, None]  # [R, 1, d]
+            ids = torch.full((len(keys), 1), self.slot, device=latents.device)
+            out = model.model(ids, latents=latents, cache=cached[2], use_cache=True)
+            self.uncond_cache = (keys, counts[0], out.cache)
+            return out.last_hidden_state[:, -1]
+        groups = {}
+        for b, n in zip(keys, counts):
+            groups.setdefault(n, []).append(b)
+        hidden = {}
+        for n, group in groups.items():
+            out = self.unconditional_prefix(model, group, n, use_cache=len(groups) == 1)
+            hidden.update(zip(group, out.last_hidden_state[:, -1]))
+            self.uncond_cache = (keys, n, out.cache) if len(groups) == 1 else None
+        return torch.stack([hidden[b] for b in keys])
+
+    def unconditional_prefix(self, model, group, n, use_cache):
+        """One forward of `<boi>` (null class) + the last `n` latents of each row of `group`."""
         c = model.config
-        span_lengths = {}
-        for b in rows.tolist():
-            n = self.span_count[b]
-            span_lengths.setdefault(n, []).append(b)
-        out = {}
         device = model.lm_head.weight.device
-        for n, group in span_lengths.items():
-            ids = torch.full((len(group), 1 + n), self.slot, device=device)
-            ids[:, 0] = self.boi
-            latents = torch.stack([torch.stack(self.history[b][len(self.history[b]) - n:]) for b in group]) \
-                if n else None
-            labels = torch.full((len(group),), c.num_classes, device=device) if c.num_classes else None
-            h = model.model(ids, latents=latents, class_labels=labels, use_cache=False).last_hidden_state[:, -1]
-            out.update(zip(group, h))
-        return torch.stack([out[b] for b in rows.tolist()])
+        ids = torch.full((len(group), 1 + n), self.slot, device=device)
+        ids[:, 0] = self.boi
+        latents = torch.stack([torch.stack(self.history[b][len(self.history[b]) - n:]) for b in group]) if n else None
+        labels = torch.full((len(group),), c.num_classes, device=device) if c.num_classes else None
+        return model.model(ids, latents=latents, class_labels=labels, use_cache=use_cache)
 
 
 class LatentSpanLogitsProcessor(LogitsProcessor):

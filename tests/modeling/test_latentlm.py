@@ -423,3 +423,41 @@ def test_the_vae_and_its_latent_statistics_save_and_load_with_the_model(tmp_path
         assert torch.equal(loaded.state_dict()[name], value), name
     torch.testing.assert_close(loaded.model.encode_images(pixels, sample=False),
                                (model.vae.patchify(model.vae.encode(pixels).mode()) - shift) * scale)
+
+
+@pytest.mark.parametrize("lockstep", [True, False])
+@pytest.mark.parametrize("trunk", ["llama", "retnet"])
+def test_the_unconditional_branch_equals_its_full_forward(trunk, lockstep, monkeypatch):
+    """Guidance's unconditional hidden state for latent i is that of `<boi>` (null class) + latents 0..i−1, whether
+    it comes from the branch's KV cache (rows in lockstep) or from recomputations (rows out of step)."""
+    import paperzoo.modeling.latentlm_generation as gen
+
+    text = None if trunk == "llama" else paperzoo.RetNetConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+        kernel_backend="reference", pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = tiny_model(num_classes=3, **({"text_config": text} if text else {}))
+    seen = []
+    real = gen.LatentStream.unconditional_hidden
+    monkeypatch.setattr(gen.LatentStream, "unconditional_hidden", lambda self, m, rows: (
+        seen.append((rows.tolist(), real(self, m, rows))), seen[-1][1])[1])
+    if lockstep:
+        prompt, latents = torch.tensor([[5, 6, 7, BOI], [8, 9, 10, BOI]]), None
+    else:  # row 1 opens its span one token earlier (one latent given in the prompt)
+        prompt, latents = torch.tensor([[5, 6, 7, BOI], [5, 6, BOI, SLOT]]), torch.randn(1, 4, dtype=torch.float64)
+    with torch.no_grad():
+        out = model.generate(prompt, latents=latents, class_labels=torch.tensor([1, 2]), max_new_tokens=5,
+                             do_sample=False, guidance_scale=2.0, num_inference_steps=3, return_dict_in_generate=True,
+                             pad_token_id=0)
+        got = {0: [], 1: []}
+        for rows, hidden in seen:
+            for r, h in zip(rows, hidden):
+                got[r].append(h)
+        for r in (0, 1):
+            span = out.latents[r][-4:]
+            first = 4 - len(got[r])  # row 1 out of step: its first latent came with the prompt
+            want = [model.model(torch.tensor([[BOI] + [SLOT] * i]), latents=span[None, :i] if i else None,
+                                class_labels=torch.tensor([3]), use_cache=False).last_hidden_state[0, -1]
+                    for i in range(first, 4)]
+            torch.testing.assert_close(torch.stack(got[r]), torch.stack(want), rtol=1e-9, atol=1e-9)
+    assert len(got[0]) == 4 and len(got[1]) == (4 if lockstep else 3)
+    assert (model.config.num_classes, all(len(rows) == 2 for rows, _ in seen)) == (3, lockstep)
