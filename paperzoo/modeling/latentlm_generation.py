@@ -79,13 +79,13 @@ class LatentStream:
     sampling settings."""
 
     def __init__(self, model, history, num_latents, scheduler, num_inference_steps, guidance_scale, generator,
-                 class_labels, num_beams, on_latent=None):
+                 num_beams, on_latent=None):
         c = model.config
         self.boi, self.eoi, self.slot = c.boi_token_id, c.eoi_token_id, c.latent_token_id
         self.history = history  # list (rows) of lists of [d] tensors
         self.num_latents = num_latents
         self.scheduler, self.steps, self.guidance_scale = scheduler, num_inference_steps, guidance_scale
-        self.generator, self.class_labels, self.num_beams = generator, class_labels, num_beams
+        self.generator, self.num_beams = generator, num_beams
         self.on_latent = on_latent  # called after each sampling step with the rows that got a latent
         self.pending = None  # [B] bool: rows whose next token is a placeholder (set by plan)
         self.span_count = []  # per row: placeholders since its last <boi> (set by plan)
@@ -108,8 +108,6 @@ class LatentStream:
         if len(self.history) != rows:  # num_return_sequences / beams expand the batch inside generate
             repeat = rows // len(self.history)
             self.history = [list(h) for h in self.history for _ in range(repeat)]
-            if self.class_labels is not None:
-                self.class_labels = self.class_labels.repeat_interleave(repeat)
 
     def plan(self, input_ids, new_tokens: int):
         """Before a forward: the latents of the placeholders among the last `new_tokens` tokens [m, d] (or None), and
@@ -131,7 +129,7 @@ class LatentStream:
         return torch.stack(rows) if rows else None
 
     @torch.no_grad()
-    def sample(self, model, last_hidden, input_ids=None):
+    def sample(self, model, last_hidden):
         """After a forward: sample the latent of every pending row from its last hidden state [B, H]."""
         if self.pending is None or not self.pending.any():
             return
@@ -239,9 +237,9 @@ class LatentLMGenerationMixin:
         ids = inputs if inputs is not None else kwargs.get("input_ids")
         rows = ids.shape[0] if ids is not None else kwargs["inputs_embeds"].shape[0]
         history = self.prompt_latents(ids, rows, pixel_values, latents)
+        num_beams = kwargs.get("num_beams", getattr(gen_config, "num_beams", 1)) or 1
         stream = LatentStream(self, history, num_latents or c.vae_config.latents_per_image, scheduler, steps,
-                              guidance, generator, kwargs.get("class_labels"),
-                              kwargs.get("num_beams", getattr(gen_config, "num_beams", 1)) or 1, on_latent)
+                              guidance, generator, num_beams, on_latent)
         processors = LogitsProcessorList(logits_processor or [])
         processors.append(LatentSpanLogitsProcessor(stream))
         # guidance_scale=1: no text guidance (None would be filled in again from the model's generation config)
