@@ -94,6 +94,9 @@ class LatentLMConfig(PreTrainedConfig):
             "squaredcos_cap_v2", 1000 steps); t is drawn uniformly over the whole range.
         prediction_type (`str`): "v_prediction" (default) or "epsilon" (the official default, which collapses on this
             schedule's near-zero terminal SNR with DPM-Solver++: a warning says so).
+        guidance_prefix_ids (`list[int]`): the tokens before `<boi>` in the unconditional branch of classifier-free
+            guidance, e.g. `[bos_token_id]` when the tokenizer starts every text with BOS and training dropped the
+            prompt after it. Empty: `<boi>` alone (with the null class in class-conditional mode).
         noise_scheduler_class (`str`), num_inference_steps (`int`), guidance_scale (`float`): generation defaults, a
             diffusers multistep scheduler class name built from the training schedule; each can be overridden per
             `generate` call (or in the generation config).
@@ -122,6 +125,7 @@ class LatentLMConfig(PreTrainedConfig):
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
+    guidance_prefix_ids: list[int] | tuple[int, ...] = ()
     noise_scheduler_class: str = "DPMSolverMultistepScheduler"
     num_inference_steps: int = 20
     guidance_scale: float = 1.0
@@ -136,6 +140,7 @@ class LatentLMConfig(PreTrainedConfig):
             self.text_config = OWN_TEXT_CONFIGS[text["model_type"]](**{k: v for k, v in text.items()
                                                                        if k != "model_type"})
         super().__post_init__(**kwargs)
+        self.guidance_prefix_ids = list(self.guidance_prefix_ids)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(self.text_config, name, None))
@@ -164,6 +169,9 @@ class LatentLMConfig(PreTrainedConfig):
                                      f"span ids are set together)")
             if len(set(ids.values())) != 3:
                 raise ValueError(f"boi_token_id, eoi_token_id, latent_token_id = {list(ids.values())} must differ")
+        prefix = self.guidance_prefix_ids
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < text.vocab_size for i in prefix):
+            raise ValueError(f"guidance_prefix_ids={prefix!r} must be token ids in [0, {text.vocab_size})")
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ValueError(f"num_classes={self.num_classes!r} must be an integer >= 0")
         if not 0 <= self.label_dropout < 1:

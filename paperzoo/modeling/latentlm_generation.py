@@ -170,11 +170,12 @@ class LatentStream:
         return torch.stack([hidden[b] for b in keys])
 
     def unconditional_prefix(self, model, group, n, use_cache):
-        """One forward of `<boi>` (null class) + the last `n` latents of each row of `group`."""
+        """One forward of the guidance prefix, `<boi>` (null class) and the last `n` latents of each row of `group`."""
         c = model.config
         device = model.lm_head.weight.device
-        ids = torch.full((len(group), 1 + n), self.slot, device=device)
-        ids[:, 0] = self.boi
+        prefix = torch.tensor(c.guidance_prefix_ids + [self.boi], device=device)
+        ids = torch.cat([prefix.expand(len(group), -1),
+                         torch.full((len(group), n), self.slot, device=device)], 1)
         latents = torch.stack([torch.stack(self.history[b][len(self.history[b]) - n:]) for b in group]) if n else None
         labels = torch.full((len(group),), c.num_classes, device=device) if c.num_classes else None
         return model.model(ids, latents=latents, class_labels=labels, use_cache=use_cache)

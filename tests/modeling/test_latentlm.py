@@ -461,3 +461,23 @@ def test_the_unconditional_branch_equals_its_full_forward(trunk, lockstep, monke
             torch.testing.assert_close(torch.stack(got[r]), torch.stack(want), rtol=1e-9, atol=1e-9)
     assert len(got[0]) == 4 and len(got[1]) == (4 if lockstep else 3)
     assert (model.config.num_classes, all(len(rows) == 2 for rows, _ in seen)) == (3, lockstep)
+
+
+def test_the_guidance_prefix_starts_the_unconditional_branch(monkeypatch):
+    import paperzoo.modeling.latentlm_generation as gen
+
+    model = tiny_model(guidance_prefix_ids=[1])
+    seen = []
+    real = gen.LatentStream.unconditional_hidden
+    monkeypatch.setattr(gen.LatentStream, "unconditional_hidden", lambda self, m, rows: (
+        seen.append(real(self, m, rows)), seen[-1])[1])
+    with torch.no_grad():
+        out = model.generate(torch.tensor([[1, 5, 6, BOI]]), max_new_tokens=3, do_sample=False, guidance_scale=2.0,
+                             num_inference_steps=3, return_dict_in_generate=True, pad_token_id=0)
+        span = out.latents[0]
+        for i, hidden in enumerate(seen):
+            want = model.model(torch.tensor([[1, BOI] + [SLOT] * i]), latents=span[None, :i] if i else None,
+                               use_cache=False).last_hidden_state[0, -1]
+            torch.testing.assert_close(hidden[0], want, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="guidance_prefix_ids=\\[120\\]"):
+        tiny_config(guidance_prefix_ids=[120])
