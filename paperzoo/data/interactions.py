@@ -1,0 +1,66 @@
+"""User-item interactions with timestamps, offline: recbole's atomic example files (ml-100k: 943 users, 1,682 movies,
+100,000 ratings with timestamps, inside the `recbole` wheel, which is installed with `--no-deps` and never imported:
+only its folder is located) or a user's CSV / Parquet file with user, item and timestamp columns."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+RECBOLE_INSTALL = 'pip install --no-deps "recbole==1.2.1"'
+COLUMNS = ("user", "item", "timestamp")
+
+
+def recbole_dataset_folder(name: str = "ml-100k") -> Path:
+    """The folder of a dataset shipped in the recbole wheel (`dataset_example/<name>`)."""
+    spec = importlib.util.find_spec("recbole")
+    folder = Path(spec.submodule_search_locations[0]) / "dataset_example" / name if spec else None
+    if folder is None or not folder.is_dir():
+        raise ImportError(f"recbole's example dataset {name!r} is not installed; install it with: {RECBOLE_INSTALL} "
+                          f"(--no-deps: only its data files are read)")
+    return folder
+
+
+def read_atomic(path: str | Path):
+    """A recbole atomic file (tab-separated, header `name:type`) as a DataFrame with the bare names."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    frame.columns = [c.split(":", 1)[0] for c in frame.columns]
+    return frame
+
+
+def load_interactions(source: str | Path = "ml-100k", user: str = "user", item: str = "item",
+                      timestamp: str = "timestamp"):
+    """DataFrame [user, item, timestamp] (keys as strings, timestamps as floats) from a recbole dataset name
+    ("ml-100k"), a `.inter` file, or a CSV / Parquet file whose columns `user`, `item`, `timestamp` are named by the
+    arguments. ValueError naming the column that is missing or not numeric."""
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and "/" not in source and "." not in source:
+        path = recbole_dataset_folder(source) / f"{source}.inter"
+        user, item, timestamp = "user_id", "item_id", "timestamp"
+    if not path.is_file():
+        raise ValueError(f"source={str(source)!r} is neither a file nor a recbole example dataset name")
+    import pandas as pd
+
+    if path.suffix == ".inter":
+        frame = read_atomic(path)
+        if "user_id" in frame.columns and user == "user":
+            user, item = "user_id", "item_id"
+    elif path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        frame = pd.read_csv(path, dtype={user: str, item: str})
+    for role, name in zip(COLUMNS, (user, item, timestamp)):
+        if name not in frame.columns:
+            raise ValueError(f"{path.name}: no column {name!r} for the {role} (columns: {list(frame.columns)}); "
+                             f"pass {role}=<column name>")
+    times = pd.to_numeric(frame[timestamp], errors="coerce")
+    if times.isna().any():
+        row = int(times.isna().to_numpy().argmax())
+        raise ValueError(f"{path.name}: column {timestamp!r} holds {frame[timestamp].iloc[row]!r} in row {row}, "
+                         f"not a number")
+    return pd.DataFrame({"user": frame[user].astype(str), "item": frame[item].astype(str), "timestamp": times})
+
+
+__all__ = ["RECBOLE_INSTALL", "load_interactions", "read_atomic", "recbole_dataset_folder"]
