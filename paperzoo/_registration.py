@@ -104,7 +104,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         pipelines={"sequential-recommendation": (
             "paperzoo.pipelines.sequential_recommendation.SequentialRecommendationPipeline", "AutoModel")},
         # no PEFT defaults: small item models trained in full (their item table is most of the parameters)
-    ) for stem, name in (("sasrec", "SASRec"), ("gru4rec", "GRU4Rec"))},
+    ) for stem, name in (("sasrec", "SASRec"), ("gru4rec", "GRU4Rec"), ("caser", "Caser"), ("fmlprec", "FMLPRec"))},
     "paperzoo_sigma_vae": Architecture(
         config="paperzoo.configuration.sigma_vae.SigmaVAEConfig",
         auto={

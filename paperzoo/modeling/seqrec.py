@@ -35,6 +35,7 @@ class SequentialRecommenderPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
     base_model_prefix = "recommender"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
+    train_last_position_only = False  # True where a position's output reads later items (FMLP-Rec's global filter)
 
     def _init_weights(self, module):
         from torch import nn
@@ -96,6 +97,10 @@ class SequentialRecommenderPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
         if labels.shape != input_ids.shape:
             raise ValueError(f"labels must be [B, T]={tuple(input_ids.shape)}; got {tuple(labels.shape)}")
         valid = (labels > 0)  # [B, T]: -100 and 0 have no next item
+        if self.train_last_position_only and not torch.compiler.is_compiling() and valid[:, :-1].any():
+            raise ValueError(f"{type(self).__name__} is trained on the last position of each window only (its "
+                             f"positions read the items after them): labels must be -100 except in the last column "
+                             f"(SequentialRecommendationProcessor.split(..., every_prefix=True))")
         if not torch.compiler.is_compiling() and (labels > c.num_items).any():
             raise ValueError(f"labels hold item id {labels[labels > c.num_items][0].item()}, outside 1..{c.num_items}")
         h, targets = hidden[valid], labels[valid]  # [M, d], [M]

@@ -5,8 +5,8 @@
     pipe([[...], [...]])                                           # several histories (any lengths) -> one each
     pipe([12, 7, 99], from_keys=False)                             # item ids instead of keys
 
-Each result is a list of {"item": key, "item_id": id, "score": s}, best first; the history's own items are left out
-unless `exclude_seen=False`. The processor (SequentialRecommendationProcessor: the item vocabulary and the window)
+Each result is a list of {"item": key, "item_id": id, "score": s}, best first; the history's own items (all of them,
+not only the last max_length the model reads) are left out unless `exclude_seen=False`. The processor (SequentialRecommendationProcessor: the item vocabulary and the window)
 comes with the model folder.
 
 This module imports only torch, transformers and the standard library (bundled as remote code by paperzoo.hub.export).
@@ -66,15 +66,21 @@ class SequentialRecommendationPipeline(Pipeline):
 
     def preprocess(self, inputs, from_keys: bool = True):
         batch = self.feature_extractor(inputs.rows, from_keys=from_keys, return_tensors="pt")
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        # the whole history (not only the window the model reads) is left out of the recommendations
+        ids = [self.feature_extractor.item_ids(r) if from_keys else [int(x) for x in r] for r in inputs.rows]
+        seen = torch.zeros(len(ids), max(len(r) for r in ids), dtype=torch.long)
+        for i, r in enumerate(ids):
+            seen[i, : len(r)] = torch.tensor(r)
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "seen": seen}
 
     def _forward(self, model_inputs):
-        return {"logits": self.model(**model_inputs).logits, "input_ids": model_inputs["input_ids"]}
+        seen = model_inputs.pop("seen")
+        return {"logits": self.model(**model_inputs).logits, "seen": seen}
 
     def postprocess(self, model_outputs, top_k: int = 10, exclude_seen: bool = True):
         logits = model_outputs["logits"].float()
-        if exclude_seen:
-            logits = logits.scatter(1, model_outputs["input_ids"], float("-inf"))
+        if exclude_seen:  # column 0 (padding) is −inf already
+            logits = logits.scatter(1, model_outputs["seen"].to(logits.device), float("-inf"))
         top_k = min(top_k, logits.shape[1] - 1)
         scores, ids = logits.topk(top_k, dim=1)
         keys = self.feature_extractor.item_keys

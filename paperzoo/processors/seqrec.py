@@ -69,15 +69,16 @@ class SequentialRecommendationProcessor(FeatureExtractionMixin):
             out.setdefault(user, []).append(item)
         return out
 
-    def split(self, interactions, min_length: int = 3):
+    def split(self, interactions, min_length: int = 3, every_prefix: bool = False):
         """(train windows {"input_ids", "labels"} as lists, validation rows, test rows) by chronological
         leave-one-out; users with fewer than `min_length` interactions are left out (the papers' 5-core data have
-        none)."""
+        none). `every_prefix`: one window per target, labelled at its last position only (models whose positions
+        read later items, FMLP-Rec)."""
         train, valid, test = [], EvaluationRows([], []), EvaluationRows([], [])
         for history in self.histories(interactions).values():
             if len(history) < min_length:
                 continue
-            train += self.train_rows(history[:-2])
+            train += self.prefix_rows(history[:-2]) if every_prefix else self.train_rows(history[:-2])
             valid.histories.append(history[:-2])
             valid.targets.append(history[-2])
             test.histories.append(history[:-1])
@@ -93,6 +94,15 @@ class SequentialRecommendationProcessor(FeatureExtractionMixin):
             inputs, labels = items[:-1], items[1:]
             pad = L - len(inputs)
             rows.append({"input_ids": [0] * pad + inputs, "labels": [-100] * pad + labels})
+        return rows
+
+    def prefix_rows(self, sequence: list[int]) -> list[dict]:
+        """One window per target: the max_length items before it (left-padded), the target at the last position."""
+        rows = []
+        for end in range(1, len(sequence)):
+            inputs = sequence[max(end - self.max_length, 0):end]
+            pad = self.max_length - len(inputs)
+            rows.append({"input_ids": [0] * pad + inputs, "labels": [-100] * (self.max_length - 1) + [sequence[end]]})
         return rows
 
     def __call__(self, histories, return_tensors="pt", from_keys: bool = False, **kwargs) -> BatchFeature:

@@ -76,6 +76,10 @@ class Architecture:
     def labels(self, model_class: ModelClass, config: PreTrainedConfig, inputs: dict, seed: int) -> torch.Tensor:
         if model_class.task in ("causal_lm", "next_item"):
             return inputs["input_ids"].clone()
+        if model_class.task == "last_item":  # an item id at the last position only, -100 before
+            labels = torch.full_like(inputs["input_ids"], -100)
+            labels[:, -1] = inputs["input_ids"][:, -1]
+            return labels
         rows = next(iter(inputs.values())).shape[0]
         return torch.randint(0, config.num_labels, (rows,), generator=torch.Generator().manual_seed(seed))
 
@@ -450,13 +454,13 @@ _SEQREC_NOT_APPLICABLE = {
 }
 
 
-def _seqrec_architecture(name: str, config_class, model_class, bad_values, **config):
+def _seqrec_architecture(name: str, config_class, model_class, bad_values, task: str = "next_item", **config):
     def tiny(**overrides):
         return config_class(**{"num_items": 40, "max_length": 13, "hidden_size": 32, "hidden_dropout_prob": 0.0,
                                **config, **overrides})
 
     return Architecture(name=name, config_class=config_class, tiny=tiny,
-                        classes=(ModelClass(model_class, "AutoModel", "next_item", "FEATURE_EXTRACTION"),),
+                        classes=(ModelClass(model_class, "AutoModel", task, "FEATURE_EXTRACTION"),),
                         inputs=_seqrec_inputs, processor=_seqrec_processor, not_applicable=_SEQREC_NOT_APPLICABLE,
                         atol=1e-9,
                         bad_values=(("num_items", 0), ("loss_type", "mse"), ("negative_pool", "seen"),
@@ -468,8 +472,15 @@ SASREC = _seqrec_architecture("sasrec", paperzoo.SASRecConfig, paperzoo.SASRecFo
 GRU4REC = _seqrec_architecture("gru4rec", paperzoo.GRU4RecConfig, paperzoo.GRU4RecForSequentialRecommendation,
                                (("num_hidden_layers", 0), ("intermediate_size", -1)))
 
+CASER = _seqrec_architecture("caser", paperzoo.CaserConfig, paperzoo.CaserForSequentialRecommendation,
+                             (("num_vertical_filters", 0), ("num_horizontal_filters", -2)), max_length=5)
+FMLPREC = _seqrec_architecture("fmlprec", paperzoo.FMLPRecConfig, paperzoo.FMLPRecForSequentialRecommendation,
+                               (("layer_norm_eps", -1.0), ("intermediate_size", 0)), task="last_item",
+                               num_hidden_layers=2)
 
-ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM, SIGMA_VAE, LATENTLM, LATENTLM_RETNET, SASREC, GRU4REC)
+
+ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM, SIGMA_VAE, LATENTLM, LATENTLM_RETNET, SASREC, GRU4REC, CASER,
+                 FMLPREC)
 
 
 def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:

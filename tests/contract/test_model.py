@@ -225,7 +225,7 @@ def test_a_training_step_reaches_every_parameter(arch, mc):
     assert any(p.grad.abs().max() > 0 for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("arch, mc", cases(tasks=("causal_lm", "classification", "next_item")))
+@pytest.mark.parametrize("arch, mc", cases(tasks=("causal_lm", "classification", "next_item", "last_item")))
 def test_trainer_gradient_accumulation_equals_the_full_batch(arch, mc, tmp_path):
     """Trainer at batch 2 × 2 accumulation steps makes the same update as batch 4 (SGD, one step), with rows whose
     label counts differ (causal LMs: -100 tails), so a per-micro-batch mean would show."""
