@@ -19,6 +19,12 @@ class RetNetConfig(PreTrainedConfig):
         scale_embedding (`bool`): multiply token embeddings by √d (torchscale `no_scale_embedding=False`).
         chunk_size (`int`): C, the chunk of the chunkwise form used for inputs longer than C (power of two).
         kernel_backend (`str`): "auto", "reference" or "triton" (see paperzoo.kernels._registry).
+        fused_linear_cross_entropy (`bool`): when True, `RetNetForCausalLM` computes the training loss (whenever
+            labels are given) from the final hidden states and `lm_head.weight` through
+            `paperzoo.kernels.linear_cross_entropy`, without the [B, T, vocab] logits; the loss and its gradients equal
+            the plain path's (shifted labels, -100 ignored, Trainer's num_items_in_batch honoured), except that a
+            batch whose labels are all ignored gives 0 instead of NaN. `logits` is then None unless `logits_to_keep`
+            asks for positions. Default False.
         initializer_range (`float`): std of the output projection and classification heads at init.
 
     The per-head decay is the official γ_h = 1 − 2^(−5−h), h = 0..H−1.
@@ -39,6 +45,7 @@ class RetNetConfig(PreTrainedConfig):
     scale_embedding: bool = False
     chunk_size: int = 64
     kernel_backend: str = "auto"
+    fused_linear_cross_entropy: bool = False
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = False
@@ -73,6 +80,8 @@ class RetNetConfig(PreTrainedConfig):
             raise ValueError(f"chunk_size={self.chunk_size} must be a power of two")
         if self.kernel_backend not in ("auto", "reference", "triton"):
             raise ValueError(f"kernel_backend={self.kernel_backend!r} is not one of ('auto', 'reference', 'triton')")
+        if not isinstance(self.fused_linear_cross_entropy, bool):
+            raise ValueError(f"fused_linear_cross_entropy={self.fused_linear_cross_entropy!r} must be a bool")
         if not self.rms_norm_eps >= 0:
             raise ValueError(f"rms_norm_eps={self.rms_norm_eps!r} must be >= 0")
         if not self.rope_theta > 0:

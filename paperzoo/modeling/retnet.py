@@ -26,6 +26,7 @@ from transformers.modeling_outputs import (
 from transformers.utils import can_return_tuple
 
 from ..configuration.retnet import RetNetConfig
+from ..kernels.linear_cross_entropy import linear_cross_entropy
 from ..kernels.retention import retention
 from .cache import check_recurrent_cache, count_tokens, resolve_cache, write_state
 from .hub_mixin import PaperzooHubMixin
@@ -248,11 +249,35 @@ class RetNetForCausalLM(RetNetPreTrainedModel, GenerationMixin):
                          output_hidden_states, return_dict=True, **kwargs)
         # an int keeps the last `logits_to_keep` positions (0: all); a tensor lists the positions to keep
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        if labels is not None and self.config.fused_linear_cross_entropy:
+            # the loss from every position's hidden state, without [B, T, vocab] logits; `logits` holds only the
+            # positions logits_to_keep asks for (None for the default 0)
+            loss = self._fused_loss(out.last_hidden_state, labels, **loss_kwargs)
+            wanted = not isinstance(logits_to_keep, int) or logits_to_keep != 0
+            logits = self.lm_head(out.last_hidden_state[:, keep]) if wanted else None
+            return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
         logits = self.lm_head(out.last_hidden_state[:, keep])
         loss = None
         if labels is not None:  # loss_function shifts, ignores -100 and honours Trainer's num_items_in_batch
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **loss_kwargs)
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
+
+    def _fused_loss(self, hidden_states, labels, num_items_in_batch=None, ignore_index=-100, shift_labels=None):
+        """transformers' ForCausalLMLoss through `linear_cross_entropy`: position t predicts labels[t + 1] (the
+        last position is ignored) unless `shift_labels` is given; the mean over non-ignored positions, or with
+        Trainer's `num_items_in_batch` the sum divided by it. hidden_states [B, T, d], labels [B, T]."""
+        if shift_labels is None:
+            shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+        weight = self.lm_head.weight  # [vocab, d]
+        hidden = hidden_states.reshape(-1, hidden_states.shape[-1]).to(weight.dtype)  # [B·T, d]
+        targets = shift_labels.reshape(-1).to(device=hidden.device, dtype=torch.long)  # [B·T]
+        backend = self.config.kernel_backend
+        if num_items_in_batch is None:
+            return linear_cross_entropy(hidden, weight, targets, ignore_index, backend=backend)
+        total = linear_cross_entropy(hidden, weight, targets, ignore_index, backend=backend, reduction="sum")
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(total.device)
+        return total / num_items_in_batch
 
 
 class RetNetForSequenceClassification(RetNetPreTrainedModel):
