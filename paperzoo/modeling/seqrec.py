@@ -2,7 +2,8 @@
 MTandHJ/CE-SCE-LLMRec `*/main.py`, `CoachForX.train_per_epoch`): an encoder of the item window gives h_t at every
 position; the score of item j is s_j = ⟨h_t, e_j⟩ with the item table E (tied to the input embeddings); the next item
 is the target at every position. The loss is the configured one of paperzoo.losses.recommendation, summed over the
-valid positions and divided by their number (or by Trainer's num_items_in_batch: exact gradient accumulation).
+valid positions and divided by their number (or by Trainer's num_items_in_batch: exact gradient accumulation); full
+CE runs through the fused linear cross-entropy (no [positions, N] logits) unless `fused_cross_entropy=False`.
 
 Inputs are item ids [B, T], left-padded with 0 (the most recent item last); `labels` [B, T] the next item id at each
 position, -100 (or 0) where there is none. The output `logits` are the scores of the last position over the whole
@@ -18,6 +19,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, can_return_tuple
 
 from ..configuration.seqrec import SequentialRecommenderConfig
+from ..kernels.linear_cross_entropy import linear_cross_entropy
 from ..losses import recommendation as losses
 from .hub_mixin import PaperzooHubMixin
 from .inputs import reject_unused_kwargs
@@ -106,8 +108,12 @@ class SequentialRecommenderPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
         h, targets = hidden[valid], labels[valid]  # [M, d], [M]
         count = num_items_in_batch if num_items_in_batch is not None else valid.sum().clamp(min=1)
         table = self.item_embeddings.weight
-        if c.loss_type == "ce":
-            total = losses.full_cross_entropy(h.float() @ table[1:].float().T, targets - 1, reduction="sum")
+        if c.loss_type == "ce":  # full softmax over items 1..N (the padding row is not a candidate)
+            if c.fused_cross_entropy:
+                total = linear_cross_entropy(h, table[1:], targets - 1, backend=c.kernel_backend, reduction="sum")
+            else:
+                acc = torch.promote_types(h.dtype, torch.float32)  # fp32 at least, float64 stays float64
+                total = losses.full_cross_entropy(h.to(acc) @ table[1:].to(acc).T, targets - 1, reduction="sum")
             return total / count
         seen = None
         if c.negative_pool == "unseen":

@@ -464,7 +464,8 @@ def _seqrec_architecture(name: str, config_class, model_class, bad_values, task:
                         inputs=_seqrec_inputs, processor=_seqrec_processor, not_applicable=_SEQREC_NOT_APPLICABLE,
                         atol=1e-9,
                         bad_values=(("num_items", 0), ("loss_type", "mse"), ("negative_pool", "seen"),
-                                    ("sce_alpha", 0.0), ("max_length", 0), *bad_values))
+                                    ("sce_alpha", 0.0), ("max_length", 0), ("fused_cross_entropy", "yes"),
+                                    *bad_values))
 
 
 SASREC = _seqrec_architecture("sasrec", paperzoo.SASRecConfig, paperzoo.SASRecForSequentialRecommendation,

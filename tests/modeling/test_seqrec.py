@@ -173,3 +173,18 @@ def test_the_pipeline_recommends_unseen_items_for_histories_of_any_length(tmp_pa
         pipe(["m3"], top_k=0)
     with pytest.raises(ValueError, match="not in the vocabulary"):
         pipe(["zzz"])
+
+
+def test_fused_cross_entropy_equals_the_plain_logits():
+    """loss_type="ce" through the fused linear cross-entropy equals the materialised logits, loss and gradients."""
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 2], [1, 2, 3, 4, 5, 6, 7, 9, 11, 12]])
+    labels = torch.tensor([[-100, -100, 4, 5, 6, 7, 8, 9, 2, 10], [2, 3, 4, 5, 6, 7, 9, 11, 12, 13]])
+    grads = []
+    for fused in (True, False):
+        model = tiny("sasrec", fused_cross_entropy=fused).double()
+        loss = model(ids, labels=labels, num_items_in_batch=torch.tensor(25)).loss
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-12, atol=1e-12)
+    for name, grad in grads[1][1].items():
+        torch.testing.assert_close(grads[0][1][name], grad, rtol=1e-10, atol=1e-12, msg=name)
