@@ -38,9 +38,11 @@ FLAT_FILES = {
     "modeling_retnet.py", "configuration_retnet.py", "modeling_layers.py", "modeling_cache.py", "modeling_inputs.py",
     "modeling_hub_mixin.py", "kernels_retention.py",
     "kernels_retention_reference.py", "kernels__registry.py", "_env.py",
+    # the fused training loss (RetNetConfig.fused_linear_cross_entropy)
+    "kernels_linear_cross_entropy.py", "kernels_linear_cross_entropy_reference.py",
 }
 if (Path(paperzoo.__file__).parent / "kernels" / "retention" / "triton.py").is_file():
-    FLAT_FILES |= {"kernels_retention_triton.py", "kernels__triton_common.py"}
+    FLAT_FILES |= {"kernels_retention_triton.py", "kernels__triton_common.py", "kernels_linear_cross_entropy_triton.py"}
 
 
 def tiny_retnet(seed: int = 0) -> RetNetForCausalLM:
