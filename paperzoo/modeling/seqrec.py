@@ -3,7 +3,7 @@ MTandHJ/CE-SCE-LLMRec `*/main.py`, `CoachForX.train_per_epoch`): an encoder of t
 position; the score of item j is s_j = ⟨h_t, e_j⟩ with the item table E (tied to the input embeddings); the next item
 is the target at every position. The loss is the configured one of paperzoo.losses.recommendation, summed over the
 valid positions and divided by their number (or by Trainer's num_items_in_batch: exact gradient accumulation); full
-CE runs through the fused linear cross-entropy (no [positions, N] logits) unless `fused_cross_entropy=False`.
+CE runs through the fused linear cross-entropy (no [positions, N] logits) where `fused_cross_entropy` asks for it.
 
 Inputs are item ids [B, T], left-padded with 0 (the most recent item last); `labels` [B, T] the next item id at each
 position, -100 (or 0) where there is none. The output `logits` are the scores of the last position over the whole
@@ -23,6 +23,9 @@ from ..kernels.linear_cross_entropy import linear_cross_entropy
 from ..losses import recommendation as losses
 from .hub_mixin import PaperzooHubMixin
 from .inputs import reject_unused_kwargs
+
+
+_LOGITS_BYTES = 256 * 2**20  # fused_cross_entropy=None: the fused op above this size of fp32 [positions, N] logits
 
 
 @dataclass
@@ -109,7 +112,10 @@ class SequentialRecommenderPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
         count = num_items_in_batch if num_items_in_batch is not None else valid.sum().clamp(min=1)
         table = self.item_embeddings.weight
         if c.loss_type == "ce":  # full softmax over items 1..N (the padding row is not a candidate)
-            if c.fused_cross_entropy:
+            fused = c.fused_cross_entropy
+            if fused is None:  # auto: where the logits would be large, or Triton can run
+                fused = h.is_cuda or h.shape[0] * c.num_items * 4 > _LOGITS_BYTES
+            if fused:
                 total = linear_cross_entropy(h, table[1:], targets - 1, backend=c.kernel_backend, reduction="sum")
             else:
                 acc = torch.promote_types(h.dtype, torch.float32)  # fp32 at least, float64 stays float64
