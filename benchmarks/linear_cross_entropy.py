@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -
 import torch  # noqa: E402
 
 from _machine import machine_description, read_loadavg  # noqa: E402  (benchmarks/ is on sys.path)
-from retnet import CpuShare, mib, proc_status_kib  # noqa: E402
+from retnet import CpuShare, mib, proc_status_kib, reset_peak_rss  # noqa: E402
 
 IMPLS = ("naive", "chunked")
 WORKER_TIMEOUT = 900
@@ -78,12 +78,7 @@ def worker(impl: str, N: int, V: int, d: int, repeats: int, threads: int) -> Non
     fn(small[0], small[1], y[:64] % 64).backward()  # warm-up: thread pool, first-call costs
     del small
     gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak-RSS watermark (VmHWM) to the current RSS
-        method = "VmHWM after clear_refs"
-    except OSError:
-        method = "unavailable"
+    method = reset_peak_rss("unavailable")
     base_kib = proc_status_kib("VmRSS") or 0
     fwd, total, losses = [], [], []
     for _ in range(repeats):

@@ -156,6 +156,17 @@ def proc_status_kib(key: str) -> int | None:
     return None
 
 
+def reset_peak_rss(fallback: str) -> str:
+    """Reset the peak-RSS watermark (VmHWM) to the current RSS; returns how the peak will be read (`fallback` where
+    /proc/self/clear_refs is not writable)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return "VmHWM after clear_refs"
+    except OSError:
+        return fallback
+
+
 def mib(n_bytes: float) -> str:
     return f"{n_bytes / 2**20:,.2f} MiB"
 
@@ -292,12 +303,7 @@ def prefill_worker(T: int, chunk_size: int, repeats: int, threads: int) -> None:
     with torch.no_grad():
         model(ids[:, :128], use_cache=True, logits_to_keep=1)  # warm-up (thread pool, first-call costs)
     gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak-RSS watermark (VmHWM) to the current RSS
-        method = "VmHWM after clear_refs"
-    except OSError:
-        method = "ru_maxrss (includes the model build)"
+    method = reset_peak_rss("ru_maxrss (includes the model build)")
     base_kib = proc_status_kib("VmRSS") or 0
     times = []
     with torch.no_grad():
