@@ -24,23 +24,14 @@ import traceback
 
 import torch
 
+from _bench_common import cpu_bench, rel_err
+
 ROWS = (256 * 4 * 2, 4096 * 4)
 DIMS = (768, 1024, 1536)
 DTYPES = (torch.bfloat16, torch.float32)
 EPS = 1e-6
 COMPILE_BUDGET_S = 150.0
 IMPLS = ("triton", "eager", "compile")
-
-
-def _cpu_bench(fn, warmup=1, rep=None, grad_to_none=None):
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
-
-
-def rel_err(got, ref):
-    got, ref = got.double(), ref.double()
-    return ((got - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 def make_inputs(n, d, dtype, dev, seed=0):
@@ -60,7 +51,7 @@ def main(smoke: bool = False) -> int:
             print("--smoke needs TRITON_INTERPRET=1")
             return 1
         ROWS, DIMS = (8,), (24, 64)
-        dev, do_bench = "cpu", _cpu_bench
+        dev, do_bench = "cpu", cpu_bench
     elif not torch.cuda.is_available():
         print("no CUDA device: nothing to benchmark")
         return 1

@@ -23,23 +23,14 @@ import traceback
 import torch
 import torch.nn.functional as F
 
+from _bench_common import cpu_bench, rel_err
+
 N = 4096
 VOCABS = (100_000, 1_000_000)
 DIMS = (64, 512)
 DTYPE = torch.bfloat16
 COMPILE_BUDGET_S = 150.0
 IMPLS = ("triton", "naive", "compile", "chunked")
-
-
-def _cpu_bench(fn, warmup=1, rep=None, grad_to_none=None):
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
-
-
-def rel_err(got, ref):
-    got, ref = got.double(), ref.double()
-    return ((got - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 def make_inputs(n, v, d, dev, seed=0):
@@ -65,7 +56,7 @@ def main(smoke: bool = False) -> int:
             print("--smoke needs TRITON_INTERPRET=1")
             return 1
         N, VOCABS, DIMS = 33, (130,), (24, 64)
-        dev, do_bench = "cpu", _cpu_bench
+        dev, do_bench = "cpu", cpu_bench
     elif not torch.cuda.is_available():
         print("no CUDA device: nothing to benchmark")
         return 1

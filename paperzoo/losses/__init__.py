@@ -5,26 +5,7 @@
 functions of already-gathered scores, and the uniform negative sampler (`pool="all"` or `"unseen"`).
 """
 
-from .recommendation import (
-    binary_cross_entropy,
-    bpr,
-    full_cross_entropy,
-    negative_sampling,
-    noise_contrastive_estimation,
-    sample_negatives,
-    sampled_softmax,
-    scaled_cross_entropy,
-    seen_mask,
-)
+from . import recommendation
+from .recommendation import *  # noqa: F403 (the module's public functions, listed once in its __all__)
 
-__all__ = [
-    "binary_cross_entropy",
-    "bpr",
-    "full_cross_entropy",
-    "negative_sampling",
-    "noise_contrastive_estimation",
-    "sample_negatives",
-    "sampled_softmax",
-    "scaled_cross_entropy",
-    "seen_mask",
-]
+__all__ = list(recommendation.__all__)
