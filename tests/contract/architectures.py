@@ -33,7 +33,7 @@ class ModelClass:
     cls: type[PreTrainedModel]
     auto: str  # the transformers Auto class that loads it
     task: str | None  # what its labels are: "causal_lm", "classification" (one label per row), "next_item" (an item
-    # id per position, as input_ids), None (no head)
+    # id per position, as input_ids), "rating" (a float per row), None (no head)
     peft_task: str  # PEFT's TaskType for LoraConfig(task_type=...)
 
 
@@ -76,6 +76,9 @@ class Architecture:
     def labels(self, model_class: ModelClass, config: PreTrainedConfig, inputs: dict, seed: int) -> torch.Tensor:
         if model_class.task in ("causal_lm", "next_item"):
             return inputs["input_ids"].clone()
+        if model_class.task == "rating":  # a rating in [1, 5] per row
+            rows = inputs["user_ids"].shape[0]
+            return 1 + 4 * torch.rand(rows, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         if model_class.task == "last_item":  # an item id at the last position only, -100 before
             labels = torch.full_like(inputs["input_ids"], -100)
             labels[:, -1] = inputs["input_ids"][:, -1]
@@ -479,9 +482,117 @@ FMLPREC = _seqrec_architecture("fmlprec", paperzoo.FMLPRecConfig, paperzoo.FMLPR
                                (("layer_norm_eps", -1.0), ("intermediate_size", 0)), task="last_item",
                                num_hidden_layers=2)
 
+# ----------------------------------------------------------------------------------------------------------------------
+# KCF-PLM: two tiny BERT towers, a random 30-edge KG over 14 nodes, pairs with 0-4 aspects (one row with none)
+
+
+def _kcf_plm_config(**overrides):
+    from transformers import BertConfig
+
+    text = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                      max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                      pad_token_id=0)
+    kwargs = dict(text_config=text, num_users=5, num_items=6, num_entities=14, num_relations=3, kg_hidden_size=16,
+                  kg_num_blocks=4, text_feature_size=7, text_head_hidden_size=12, pair_size=9, aspect_num_layers=2,
+                  aspect_num_heads=2, aspect_intermediate_size=24, aspect_max_len=4, fm_factors=3,
+                  hidden_dropout_prob=0.0, aspect_dropout_prob=0.0, kernel_backend="reference")
+    kwargs.update(overrides)
+    return paperzoo.KCFPLMConfig(**kwargs)
+
+
+def _kcf_plm_prepare(model):
+    """A random weighted graph (self-loops and duplicate edges included) in the model's buffers, and tower heads 20×
+    the official U(−0.02, 0.02), so that the documents move the prediction measurably (as after training)."""
+    with torch.no_grad():
+        for tower in model.text_towers():
+            for layer in (tower.head[0], tower.head[3]):
+                layer.weight.mul_(20)
+    g = torch.Generator().manual_seed(7)
+    c = model.config
+    edges = torch.stack([torch.randint(0, c.num_entities, (30,), generator=g),
+                         torch.randint(0, c.num_entities, (30,), generator=g),
+                         torch.randint(0, c.num_relations, (30,), generator=g)], 1)
+    model.set_knowledge_graph(edges, torch.rand(30, generator=g) + 0.5)
+
+
+def _kcf_plm_inputs(config, rows: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    A = 4
+    batch = {}
+    for side, length in (("user", 9), ("item", 7)):
+        ids = torch.randint(4, config.text_config.vocab_size, (rows, length), generator=g)
+        lengths = torch.randint(2, length + 1, (rows,), generator=g)
+        mask = (torch.arange(length)[None] < lengths[:, None]).long()  # right padding, as a BERT tokenizer pads
+        batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"] = ids * mask, mask
+    batch["user_ids"] = torch.randint(0, config.num_users + 1, (rows,), generator=g)
+    batch["item_ids"] = torch.randint(0, config.num_items + 1, (rows,), generator=g)
+    batch["user_entity_ids"] = torch.randint(0, config.num_entities, (rows,), generator=g)
+    batch["item_entity_ids"] = torch.randint(0, config.num_entities, (rows,), generator=g)
+    counts = torch.randint(0, A + 1, (rows,), generator=g)
+    counts[0] = 0 if rows > 2 else counts[0]  # a pair without aspects
+    mask = (torch.arange(A)[None] < counts[:, None]).long()
+    batch["aspect_entity_ids"] = torch.randint(0, config.num_entities, (rows, A), generator=g) * mask
+    batch["aspect_type_ids"] = torch.randint(0, config.num_aspect_types, (rows, A), generator=g) * mask
+    batch["aspect_weights"] = (1 + torch.rand(rows, A, generator=g, dtype=torch.float64)) * mask
+    batch["aspect_mask"] = mask
+    return batch
+
+
+def tiny_wordpiece_tokenizer(words=()):
+    """A BERT-style tokenizer ([CLS] text [SEP], right padding) over a small word vocabulary, built in memory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", model_max_length=64)
+
+
+def _kcf_plm_processor(config):
+    from paperzoo.processors.kcf_plm import KCFPLMProcessor
+
+    users = [f"u{i}" for i in range(1, config.num_users + 1)]
+    items = [f"i{i}" for i in range(1, config.num_items + 1)]
+    words = ["rated", "good", "film", "drama", "comedy"]
+    return KCFPLMProcessor(
+        tiny_wordpiece_tokenizer(words), users=users, items=items,
+        entities=["<unknown>", *[f"user:{u}" for u in users], *[f"item:{i}" for i in items], "genre:drama"],
+        user_documents={u: "rated good film" for u in users}, item_documents={i: "drama film" for i in items},
+        item_aspects={i: [("genre:drama", 0)] for i in items}, user_histories={users[0]: items[:2]},
+        relations=["rated", "rated^-1", "has_genre"], aspect_max_len=config.aspect_max_len)
+
+
+KCF_PLM = Architecture(
+    name="kcf_plm",
+    config_class=paperzoo.KCFPLMConfig,
+    tiny=_kcf_plm_config,
+    classes=(ModelClass(paperzoo.KCFPLMForRatingPrediction, "AutoModel", "rating", "FEATURE_EXTRACTION"),),
+    inputs=_kcf_plm_inputs,
+    prepare=_kcf_plm_prepare,
+    processor=_kcf_plm_processor,
+    atol=1e-9,
+    bad_values=(("num_users", 0), ("kg_num_blocks", 5), ("text_pooling", "max"), ("hidden_dropout_prob", 1.0),
+                ("entity_loss_weight", -0.1), ("aspect_num_heads", 3), ("num_edges", -1), ("use_aspects", "yes"),
+                ("kernel_backend", "cuda")),
+    not_applicable={
+        "generation": "a rating regressor: one number per (user, item) pair, nothing to generate",
+        "token_embeddings": "two documents, graph ids and aspects in; each text tower's token embeddings are its "
+                            "encoder's own (model.user_tower.encoder), replaced at [CLS] by the KG injection",
+        "hidden_states": "two encoders, an R-GCN layer and an aspect transformer: no single stack of layers (each "
+                         "tower's encoder returns its own hidden states)",
+        "static_cache": "no cache: a prediction reads both documents once",
+    },
+)
+
 
 ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM, SIGMA_VAE, LATENTLM, LATENTLM_RETNET, SASREC, GRU4REC, CASER,
-                 FMLPREC)
+                 FMLPREC, KCF_PLM)
 
 
 def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:

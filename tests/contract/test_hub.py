@@ -29,7 +29,7 @@ for name, entry in spec.items():
     inputs = {k: torch.tensor(v) for k, v in entry["inputs"].items()}
     with torch.no_grad():
         out = model(**inputs)
-        main = next(out[k] for k in ("logits", "last_hidden_state", "sample") if k in out)
+        main = next(out[k] for k in ("logits", "last_hidden_state", "sample", "predictions") if k in out)
         result = {"class": type(model).__name__, "output": main.tolist()}
         if entry["generate"]:
             result["generated"] = model.generate(torch.tensor(entry["prompt"]), max_new_tokens=5, do_sample=False,

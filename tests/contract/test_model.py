@@ -29,11 +29,12 @@ def outputs_of(model, inputs: dict, **kwargs):
 
 
 def main_output(out) -> torch.Tensor:
-    """logits, else the last hidden state, else a reconstruction (`sample`, as diffusers' VAEs name it)."""
-    for name in ("logits", "last_hidden_state", "sample"):
+    """logits, else the last hidden state, else a reconstruction (`sample`, as diffusers' VAEs name it), else
+    predictions (a regressor's)."""
+    for name in ("logits", "last_hidden_state", "sample", "predictions"):
         if name in out:
             return out[name]
-    raise KeyError(f"{type(out).__name__} has none of logits / last_hidden_state / sample")
+    raise KeyError(f"{type(out).__name__} has none of logits / last_hidden_state / sample / predictions")
 
 
 def training_loss(arch, mc, model, inputs: dict, seed: int = 0) -> torch.Tensor:
@@ -225,7 +226,7 @@ def test_a_training_step_reaches_every_parameter(arch, mc):
     assert any(p.grad.abs().max() > 0 for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("arch, mc", cases(tasks=("causal_lm", "classification", "next_item", "last_item")))
+@pytest.mark.parametrize("arch, mc", cases(tasks=("causal_lm", "classification", "next_item", "last_item", "rating")))
 def test_trainer_gradient_accumulation_equals_the_full_batch(arch, mc, tmp_path):
     """Trainer at batch 2 × 2 accumulation steps makes the same update as batch 4 (SGD, one step), with rows whose
     label counts differ (causal LMs: -100 tails), so a per-micro-batch mean would show."""
