@@ -14,10 +14,11 @@
        pair's nodes classified as user / item / aspect, aspect weight 1 / aspect_max_len).
 
 Differences from the official code, each a fix: the item tower's attention mask is the real mask (the official passes
-the token ids); the aspect transformer's key padding mask ignores padding (the official passes the valid-aspect mask
-where PyTorch expects the padding mask); the entity-type loss counts real aspects only, normalised per pair (exact
-under gradient accumulation); a pair with no aspect gets a zero aspect vector (no NaN); unknown users and items (id 0,
-node 0) have a zero bias and no edges, so a cold-start pair is predicted from its texts and KG alone.
+the token ids); the aspect transformer's key padding mask ignores padding (the official passes one mask both as
+PyTorch's key padding mask, True = ignore, and to its guided attention, 0 = ignore: one of the two is inverted); the
+entity-type loss counts real aspects only, normalised per pair (exact under gradient accumulation); a pair with no
+aspect gets a zero aspect vector (no NaN); unknown users and items (id 0, node 0) have a zero bias and no edges, so a
+cold-start pair is predicted from its texts and KG alone.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class FactorizationMachine(nn.Module):
         self.factors = nn.Parameter(torch.empty(config.pair_size, config.fm_factors))
         self.user_bias = nn.Embedding(config.num_users + 1, 1, padding_idx=0)  # id 0: the unknown user, bias 0
         self.item_bias = nn.Embedding(config.num_items + 1, 1, padding_idx=0)
+        self.user_bias._bias_table = self.item_bias._bias_table = True
 
     def forward(self, z, user_ids, item_ids) -> torch.Tensor:
         second = 0.5 * ((z @ self.factors).square() - z.square() @ self.factors.square()).sum(-1)  # [B]
@@ -198,11 +200,9 @@ class KCFPLMPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
     def _init_weights(self, module):
         """The official initialisation: U(−0.1, 0.1) for node features, relation weights, type embeddings and the
         small linear maps, U(−0.02, 0.02) for the tower heads, U(−0.2, 0.2) for the KG → text map, U(0, 0.1) for the
-        user / item biases; the language model's own modules as BERT (normal 0.02)."""
+        user / item biases; everything else (the language models, the aspect transformer) as transformers does."""
         from transformers import initialization as init
 
-        std = self.config.text_config.initializer_range if hasattr(self.config.text_config, "initializer_range") \
-            else 0.02
         bound = getattr(module, "_uniform_bound", None)
         if isinstance(module, KnowledgeGraphEncoder):
             init.uniform_(module.node_features, -0.1, 0.1)
@@ -212,26 +212,17 @@ class KCFPLMPreTrainedModel(PaperzooHubMixin, PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, FactorizationMachine):
             init.uniform_(module.factors, -0.1, 0.1)
-            for table in (module.user_bias, module.item_bias):
-                init.uniform_(table.weight, 0.0, 0.1)
-                init.zeros_(table.weight[0])
+        elif getattr(module, "_bias_table", False):  # U(0, 0.1), the unknown id's row 0
+            init.uniform_(module.weight, 0.0, 0.1)
+            init.zeros_(module.weight[0])
         elif isinstance(module, nn.Linear) and bound is not None:
             init.uniform_(module.weight, -bound, bound)
             if module.bias is not None:
                 init.uniform_(module.bias, -bound, bound) if bound == 0.02 else init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding) and bound is not None:
             init.uniform_(module.weight, -bound, bound)
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.padding_idx is not None:
-                init.zeros_(module.weight[module.padding_idx])
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
 
 
 class KCFPLMForRatingPrediction(KCFPLMPreTrainedModel):
