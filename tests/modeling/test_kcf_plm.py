@@ -303,7 +303,7 @@ def test_from_text_encoder_loads_the_pretrained_weights_into_both_towers():
     from paperzoo.data import sentence_encoder_folder
 
     folder = sentence_encoder_folder()
-    model = paperzoo.KCFPLMForRatingPrediction.from_text_encoder(folder, text_pooling="mean", num_entities=5)
+    model = paperzoo.KCFPLMForRatingPrediction.from_text_encoder(text_pooling="mean", num_entities=5)  # the default
     encoder = AutoModel.from_pretrained(folder)
     want = encoder.state_dict()
     for tower in (model.user_tower, model.item_tower):
