@@ -84,15 +84,27 @@ class KnowledgeGraphEncoder(nn.Module):
                 raise RuntimeError("KCF-PLM's knowledge graph is prepared eagerly: run one forward (or "
                                    "model.knowledge_graph.graph()) on this device before compiling or exporting")
             return self._graph[1]
-        key = (self.edges.device, id(self.edges), self.edges._version, id(self.edge_weights),
-               self.edge_weights._version)
-        if self._graph is None or self._graph[0] != key:
-            edges = self.edges
-            graph = RelationalGraph.build(edges[:, 0], edges[:, 1], edges[:, 2], self.edge_weights,
-                                          num_nodes=self.node_features.shape[0],
-                                          num_relations=self.conv.weight.shape[0], normalize="mean")
-            self._graph = (key, graph)
+        if self._graph is None or self._graph[0] != self._key():
+            self._graph = (self._key(), self._build(self.edges, self.edge_weights))
         return self._graph[1]
+
+    def set_graph(self, edges: torch.Tensor, weights: torch.Tensor) -> None:
+        """Validate (ValueError naming a bad id or weight, before anything is replaced), then hold edges [E, 3] and
+        weights [E] in the buffers, with their RelationalGraph built once."""
+        device = self.node_features.device
+        edges, weights = edges.to(device), weights.to(device=device, dtype=self.edge_weights.dtype)
+        graph = self._build(edges, weights)
+        self.edges, self.edge_weights = edges, weights
+        self._graph = (self._key(), graph)
+
+    def _key(self) -> tuple:
+        return (self.edges.device, id(self.edges), self.edges._version, id(self.edge_weights),
+                self.edge_weights._version)
+
+    def _build(self, edges, weights) -> RelationalGraph:
+        return RelationalGraph.build(edges[:, 0], edges[:, 1], edges[:, 2], weights,
+                                     num_nodes=self.node_features.shape[0], num_relations=self.conv.weight.shape[0],
+                                     normalize="mean")
 
     def forward(self) -> torch.Tensor:
         if not self.use_graph:
@@ -300,15 +312,8 @@ class KCFPLMForRatingPrediction(KCFPLMPreTrainedModel):
             raise ValueError(f"edges must be [E, 3] (source, destination, relation); got shape {tuple(edges.shape)}")
         if weights.shape != (edges.shape[0],):
             raise ValueError(f"edge_weights must be [E]={edges.shape[0]}; got shape {tuple(weights.shape)}")
-        c = self.config
-        RelationalGraph.build(edges[:, 0], edges[:, 1], edges[:, 2], weights, num_nodes=c.num_entities,
-                              num_relations=c.num_relations, normalize="mean")  # ValueError naming a bad id
-        kg = self.knowledge_graph
-        device = kg.node_features.device
-        kg.edges = edges.to(device)
-        kg.edge_weights = weights.to(device=device, dtype=kg.edge_weights.dtype)
-        c.num_edges = int(edges.shape[0])
-        kg.graph()
+        self.knowledge_graph.set_graph(edges, weights)
+        self.config.num_edges = int(edges.shape[0])
 
     def set_rating_mean(self, mean: float) -> None:
         """Start the FM's global bias at the mean training rating (the official starts at 0 and spends its first
