@@ -19,9 +19,6 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-GROUPS = ("text", "kg", "aspect", "rating")
-
-
 def parameter_group(name: str) -> str:
     """Which group a KCF-PLM parameter belongs to: "text" (the document encoders, not their heads), "kg" (node
     features, R-GCN, the KG → text map, the entity-type classifier), "aspect" (the aspect encoder) or "rating"
@@ -153,5 +150,5 @@ class CachedDocumentCollator:
         return batch
 
 
-__all__ = ["GROUPS", "CachedDocumentCollator", "TextEncoderFreezeCallback", "kcf_plm_optimizer", "parameter_group",
+__all__ = ["CachedDocumentCollator", "TextEncoderFreezeCallback", "kcf_plm_optimizer", "parameter_group",
            "set_text_encoders_trainable"]
