@@ -311,3 +311,20 @@ def test_from_text_encoder_loads_the_pretrained_weights_into_both_towers():
         for name in ("embeddings.word_embeddings.weight", "encoder.layer.5.output.dense.weight"):
             assert torch.equal(got[name], want[name])
     assert model.user_tower is not model.item_tower
+
+
+@pytest.mark.parametrize("injection", ["pooled", "none"])
+def test_other_injections_train_every_parameter_and_read_the_partner_node_only_if_asked(injection):
+    model = _model(kg_injection=injection).train()
+    batch = _kcf_plm_inputs(model.config, 4, 8)
+    model(**batch, labels=torch.full((4,), 3.0, dtype=torch.float64)).loss.backward()
+    assert (model.kg_to_text is None) == (injection == "none")
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+    model.eval()
+    with torch.no_grad():  # the user tower's input: the user document, plus the item's node when injected
+        tower = model.user_tower
+        doc = tower(batch["user_input_ids"], batch["user_attention_mask"], None if injection == "none" else
+                    model.kg_to_text(model.knowledge_graph()[batch["item_entity_ids"]]))
+        plain = tower.head(tower.encode(batch["user_input_ids"], batch["user_attention_mask"]))
+        assert torch.allclose(doc, plain) == (injection == "none")
