@@ -133,8 +133,8 @@ def document_encodings(processor) -> dict[str, dict[str, torch.Tensor]]:
     collator = CachedDocumentCollator(model, processor)
     set_text_encoders_trainable(model, False)
     start = time.perf_counter()
-    collator._encodings("user", list(processor.users))
-    collator._encodings("item", list(processor.items))
+    collator.encodings("user", list(processor.users))
+    collator.encodings("item", list(processor.items))
     print(f"  encoded {len(processor.users) + len(processor.items)} documents in {time.perf_counter() - start:.0f} s",
           flush=True)
     return collator.cache

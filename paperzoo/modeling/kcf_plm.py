@@ -396,7 +396,7 @@ class KCFPLMForRatingPrediction(KCFPLMPreTrainedModel):
         pair = self.pair_proj(self.dropout(torch.cat([u, i], -1)))  # [B, P]
 
         # 4. the pair's aspects, pooled by the guided attention
-        attention = None
+        attention = e_aspect = None
         z = pair
         if self.aspects is not None:
             e_aspect = nodes[aspect_entity_ids]  # [B, A, d]
@@ -415,9 +415,7 @@ class KCFPLMForRatingPrediction(KCFPLMPreTrainedModel):
             rating_loss = (predictions - labels).square().mean()
             loss = rating_loss
             if c.entity_loss_weight > 0:
-                mask = aspect_mask if self.aspects is not None else None
-                entity_loss = self.entity_type_loss(e_user, e_item, nodes[aspect_entity_ids]
-                                                    if self.aspects is not None else None, mask)
+                entity_loss = self.entity_type_loss(e_user, e_item, e_aspect, aspect_mask)
                 loss = rating_loss + c.entity_loss_weight * entity_loss
         return RatingPredictionOutput(loss=loss, predictions=predictions, rating_loss=rating_loss,
                                       entity_loss=entity_loss, aspect_attention=attention)

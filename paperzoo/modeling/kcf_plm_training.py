@@ -119,7 +119,8 @@ class CachedDocumentCollator:
         self.model, self.processor, self.batch_size = model, processor, batch_size
         self.cache: dict[str, dict[str, torch.Tensor]] = {"user": {}, "item": {}}
 
-    def _encodings(self, side: str, keys: list[str]) -> torch.Tensor:
+    def encodings(self, side: str, keys: list[str]) -> torch.Tensor:
+        """[len(keys), H] encodings of `side`'s documents, each computed once."""
         trainable = [t for t in self.model.text_towers() if any(p.requires_grad for p in t.encoder.parameters())]
         if trainable:
             raise ValueError("CachedDocumentCollator: a text encoder is trainable, so cached encodings would be "
@@ -129,7 +130,7 @@ class CachedDocumentCollator:
         device = next(self.model.parameters()).device
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
-            docs = [self.processor._document(side, key, None) for key in chunk]
+            docs = [self.processor.document_tokens(side, key) for key in chunk]
             padded = self.processor.tokenizer.pad({"input_ids": docs}, return_tensors="pt").to(device)
             modes = [t.encoder.training for t in self.model.text_towers()]
             for tower in self.model.text_towers():
@@ -145,8 +146,8 @@ class CachedDocumentCollator:
         users, items = [str(r["user"]) for r in rows], [str(r["item"]) for r in rows]
         ratings = [r["rating"] for r in rows] if "rating" in rows[0] else None
         batch = self.processor(users, items, ratings, return_documents=False)
-        batch["user_document_embeddings"] = self._encodings("user", users)
-        batch["item_document_embeddings"] = self._encodings("item", items)
+        batch["user_document_embeddings"] = self.encodings("user", users)
+        batch["item_document_embeddings"] = self.encodings("item", items)
         return batch
 
 

@@ -85,7 +85,9 @@ class KCFPLMProcessor(ProcessorMixin):
                              "it was saved with holds it)")
         return self._graph
 
-    def _document(self, side: str, key: str, texts: dict | None) -> list[int]:
+    def document_tokens(self, side: str, key: str, texts: dict | None = None) -> list[int]:
+        """The token ids of `side`'s ("user" / "item") document for `key`: `texts[key]` when given (ValueError if
+        empty), else the known document (empty for an unknown key), truncated to max_document_length; cached."""
         text = None if texts is None else texts.get(key)
         if text is not None and not str(text).strip():
             raise ValueError(f"{side}_texts[{key!r}] is empty; pass None (or leave it out) for no document")
@@ -127,7 +129,7 @@ class KCFPLMProcessor(ProcessorMixin):
         data = {}
         for side, keys, texts in (("user", users, user_texts), ("item", items, item_texts)):
             if return_documents:
-                docs = [self._document(side, key, texts) for key in keys]
+                docs = [self.document_tokens(side, key, texts) for key in keys]
                 padded = self.tokenizer.pad({"input_ids": docs}, return_tensors="pt")
                 data[f"{side}_input_ids"], data[f"{side}_attention_mask"] = padded["input_ids"], padded["attention_mask"]
         data["user_ids"] = torch.tensor([self._user_index.get(u, 0) for u in users])
