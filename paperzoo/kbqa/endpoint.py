@@ -41,6 +41,7 @@ limit and no retry), for waiting until a freshly started server is ready.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -248,4 +249,71 @@ class SparqlEndpointBackend(KBBackend):
         return f"SparqlEndpointBackend({self.url!r})"
 
 
-__all__ = ["EndpointUnavailable", "SparqlEndpointBackend"]
+OXIGRAPH_INSTALL = "pip install oxigraph==0.5.13"
+
+
+def oxigraph_binary():
+    """The `oxigraph` server binary of the oxigraph wheel: beside this Python, else on PATH; FileNotFoundError saying
+    how to install it otherwise."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "oxigraph"
+    if beside.is_file():
+        return beside
+    found = shutil.which("oxigraph")
+    if found:
+        return Path(found)
+    raise FileNotFoundError(f"the oxigraph server binary is not installed (looked for {beside} and on PATH); install "
+                            f"it with: {OXIGRAPH_INSTALL}")
+
+
+@contextlib.contextmanager
+def oxigraph_server(kb, folder=None, timeout_s: float = 2.0, startup_s: float = 30.0):
+    """A local SPARQL endpoint holding `kb` (a KnowledgeBase): `oxigraph load` into a store folder, then `oxigraph
+    serve` on a free loopback port with its own query time limit (`--timeout-s`); yields the query URL once a query
+    answers, and stops the server on exit. `folder`: where the store goes (default: a temporary folder)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    binary = oxigraph_binary()
+    with tempfile.TemporaryDirectory(prefix="oxigraph-") as tmp:
+        root = Path(folder or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        data, store, log_path = root / "data.nt", root / "store", root / "server.log"
+        data.write_text(kb.to_ntriples(), encoding="utf-8")
+        loaded = subprocess.run([str(binary), "load", "--location", str(store), "--file", str(data)],
+                                capture_output=True, text=True, timeout=600)
+        if loaded.returncode != 0:
+            raise QueryError(f"`oxigraph load` failed (exit code {loaded.returncode}): {loaded.stderr.strip()}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # a port nothing listens on now
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/query"
+        with log_path.open("wb") as log:
+            server = subprocess.Popen([str(binary), "serve", "--location", str(store), "--bind", f"127.0.0.1:{port}",
+                                       "--timeout-s", f"{timeout_s:g}"],
+                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            probe = SparqlEndpointBackend(url, timeout=1.0, retries=0)
+            deadline = time.monotonic() + startup_s
+            while not probe.ping(timeout=0.5):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    state = (f"ended (exit code {server.returncode})" if server.poll() is not None
+                             else f"did not answer within {startup_s:g} s")
+                    raise QueryError(f"the oxigraph server at {url} {state}: "
+                                     f"{log_path.read_text(errors='replace').strip()[-500:]}")
+                time.sleep(0.05)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+__all__ = ["EndpointUnavailable", "OXIGRAPH_INSTALL", "SparqlEndpointBackend", "oxigraph_binary", "oxigraph_server"]

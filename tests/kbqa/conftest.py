@@ -3,34 +3,15 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from paperzoo.kbqa.backends import OxigraphBackend
-from paperzoo.kbqa.endpoint import SparqlEndpointBackend
+from paperzoo.kbqa.endpoint import oxigraph_server as oxigraph_server_of
 from paperzoo.kbqa.kb import load_kb
 
-OXIGRAPH_INSTALL = "pip install oxigraph==0.5.13"
 SERVER_TIMEOUT_S = 2  # the server's own limit (`serve --timeout-s`): it stops the work of a query the client left
-STARTUP_S = 30
-
-
-def oxigraph_binary() -> Path:
-    """The `oxigraph` server binary of the oxigraph wheel: next to the venv's python, else on PATH."""
-    beside = Path(sys.executable).parent / "oxigraph"
-    if beside.is_file():
-        return beside
-    found = shutil.which("oxigraph")
-    if found:
-        return Path(found)
-    pytest.fail(f"the oxigraph server binary is not installed (looked for {beside} and on PATH); install it with: "
-                f"{OXIGRAPH_INSTALL}", pytrace=False)
 
 
 def free_port() -> int:
@@ -54,37 +35,10 @@ def umls_embedded(umls_kb):
 
 @pytest.fixture(scope="session")
 def oxigraph_server(tmp_path_factory, umls_kb):
-    """The query URL (`http://127.0.0.1:PORT/query`) of an Oxigraph server holding UMLS, ready to answer."""
-    binary = oxigraph_binary()
-    folder = tmp_path_factory.mktemp("oxigraph")
-    data, store, log_path = folder / "data.nt", folder / "store", folder / "server.log"
-    data.write_text(umls_kb.to_ntriples(), encoding="utf-8")
-    loaded = subprocess.run([str(binary), "load", "--location", str(store), "--file", str(data)],
-                            capture_output=True, text=True, timeout=120)
-    if loaded.returncode != 0:
-        pytest.fail(f"`oxigraph load` failed (exit code {loaded.returncode}): {loaded.stderr.strip()}", pytrace=False)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/query"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen([str(binary), "serve", "--location", str(store), "--bind", f"127.0.0.1:{port}",
-                                   "--timeout-s", str(SERVER_TIMEOUT_S)],
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    """The query URL (`http://127.0.0.1:PORT/query`) of an Oxigraph server holding UMLS, ready to answer (a missing
+    server binary fails, naming the package to install)."""
     try:
-        probe = SparqlEndpointBackend(url, timeout=1.0, retries=0)
-        deadline = time.monotonic() + STARTUP_S
-        while not probe.ping(timeout=0.5):
-            if server.poll() is not None:
-                pytest.fail(f"the oxigraph server ended (exit code {server.returncode}) before answering a query: "
-                            f"{log_path.read_text(errors='replace').strip()}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"the oxigraph server did not answer a query at {url} within {STARTUP_S} s: "
-                            f"{log_path.read_text(errors='replace').strip()}", pytrace=False)
-            time.sleep(0.05)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        with oxigraph_server_of(umls_kb, tmp_path_factory.mktemp("oxigraph"), timeout_s=SERVER_TIMEOUT_S) as url:
+            yield url
+    except FileNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)
