@@ -140,6 +140,12 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
 }
 
+# tasks whose model is a transformers architecture, not a paperzoo one: task -> (Pipeline class, pt_model Auto class)
+TASKS: dict[str, tuple[str, str]] = {
+    # FlexKBQA: any seq2seq question -> program parser (a T5 from paperzoo.kbqa.SemanticParser by default)
+    "kbqa": ("paperzoo.pipelines.kbqa.KBQAPipeline", "AutoModelForSeq2SeqLM"),
+}
+
 _CONFIG_AUTO = "transformers.models.auto.configuration_auto"
 _MODEL_AUTO = "transformers.models.auto.modeling_auto"  # every AutoModel* class
 _AUTO_MODULES = {  # any other Auto class
@@ -156,8 +162,9 @@ _MODELING_LAYERS = "transformers.modeling_layers"  # imports the auto models at 
 
 def class_paths() -> list[str]:
     """Every class the table names (dotted), in table order."""
-    return [path for arch in ARCHITECTURES.values()
-            for path in (arch.config, *arch.auto.values(), *(impl for impl, _ in arch.pipelines.values()))]
+    return [*(path for arch in ARCHITECTURES.values()
+              for path in (arch.config, *arch.auto.values(), *(impl for impl, _ in arch.pipelines.values()))),
+            *(impl for impl, _ in TASKS.values())]
 
 
 def _auto_module(auto_name: str) -> str:
@@ -202,14 +209,14 @@ def register_pipelines() -> None:
     import transformers
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    for arch in ARCHITECTURES.values():
-        for task, (impl, pt_model) in arch.pipelines.items():
-            pipeline_class = _load(impl)
-            current = PIPELINE_REGISTRY.supported_tasks.get(task)
-            if current is not None and current.get("impl") is pipeline_class:
-                continue  # register_pipeline would log "Overwriting pipeline"
-            PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class,
-                                                pt_model=getattr(transformers, pt_model))
+    tasks = [*(item for arch in ARCHITECTURES.values() for item in arch.pipelines.items()), *TASKS.items()]
+    for task, (impl, pt_model) in tasks:
+        pipeline_class = _load(impl)
+        current = PIPELINE_REGISTRY.supported_tasks.get(task)
+        if current is not None and current.get("impl") is pipeline_class:
+            continue  # register_pipeline would log "Overwriting pipeline"
+        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class,
+                                            pt_model=getattr(transformers, pt_model))
 
 
 def _register_peft() -> None:
@@ -253,8 +260,8 @@ def _hooks() -> list[_Hook]:
         waits = _modules(configs + classes) | ({_MODELING_UTILS, _MODELING_LAYERS} if trigger == _MODEL_AUTO
                                                    else frozenset())
         hooks.append(_Hook(trigger, waits, partial(_register_auto_classes, trigger)))
-    hooks.append(_Hook(_PIPELINES, _modules(impl for arch in archs for impl, _ in arch.pipelines.values()),
-                       register_pipelines))
+    pipelines = [impl for arch in archs for impl, _ in arch.pipelines.values()] + [i for i, _ in TASKS.values()]
+    hooks.append(_Hook(_PIPELINES, _modules(pipelines), register_pipelines))
     hooks.append(_Hook(_PEFT, frozenset(), _register_peft))
     return hooks
 

@@ -1,4 +1,4 @@
-"""The `paperzoo` command: convert, export and push models; train RRL on a CSV table."""
+"""The `paperzoo` command: convert, export and push models; train RRL on a CSV table; FlexKBQA train / ask."""
 
 from __future__ import annotations
 
@@ -328,6 +328,58 @@ def _rrl_train(args) -> None:
     print(f"saved -> {output}")
 
 
+def _kbqa_train(args) -> None:
+    """FlexKBQA Stages 1-4 on a KB: sample programs, translate them with the LLM, train the parser, self-train."""
+    from pathlib import Path
+
+    from .kbqa import FlexKBQA, FlexKBQAConfig, open_backend, read_pairs, read_questions, seeds_path
+
+    output = Path(args.output)
+    _check_output(output)
+    with open_backend(args.kb) as backend:
+        seeds = read_pairs(args.seeds or seeds_path(args.kb), backend)
+        unlabelled = read_questions(args.unlabelled) if args.unlabelled else []
+        if args.rounds and not unlabelled:
+            raise ValueError(f"--unlabelled {args.unlabelled or '(none)'}: no questions; self-training needs a pool "
+                             "of real unlabelled questions (or --rounds 0)")
+        config = FlexKBQAConfig(per_template=args.per_template, zero_shot=args.zero_shot, rounds=args.rounds,
+                                filters=tuple(f for f in args.filters.split(",") if f), epochs=args.epochs,
+                                student_epochs=args.student_epochs, student_init=args.student_init,
+                                num_beams=args.num_beams, d_model=args.d_model, layers=args.layers, seed=args.seed)
+        system = FlexKBQA(backend, seeds, llm=args.llm, config=config, progress=not args.quiet)
+        system.train(unlabelled, output_dir=output, metadata={"kb": args.kb})
+    report = system.report
+    print(f"{report.programs} programs sampled, {report.synthetic} translated into questions; "
+          f"{len(report.rounds)} self-training round(s)")
+    for r in report.rounds:
+        print(f"  round {r['round']}: {r['pool']} questions, dropped {r['dropped']}, kept {r['kept']}")
+    print(f"parser saved to {output}")
+
+
+def _kbqa_ask(args) -> None:
+    """Answer questions with a trained parser folder through pipeline("kbqa")."""
+    import json
+    from pathlib import Path
+
+    from transformers import pipeline
+
+    from .kbqa import FlexKBQA, open_backend
+
+    folder = _model_folder(args.model)
+    record = json.loads((folder / "flexkbqa.json").read_text()) if (folder / "flexkbqa.json").is_file() else {}
+    kb = args.kb or record.get("kb")
+    if kb is None:
+        raise ValueError(f"{folder} does not name its knowledge base: pass --kb")
+    with open_backend(kb) as backend:
+        reasoner = None
+        if not args.no_fallback:
+            seeds = [tuple(pair) for pair in record.get("seeds", [])]
+            reasoner = FlexKBQA(backend, seeds, llm=args.llm, progress=False).reasoner()
+        qa = pipeline("kbqa", model=str(folder), backend=backend, reasoner=reasoner)
+        for question, result in zip(args.questions, qa(args.questions, num_beams=args.num_beams)):
+            print(json.dumps({"question": question, **result}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"paperzoo {__version__}")
@@ -411,6 +463,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu", help="torch device (default cpu)")
     train.add_argument("--quiet", action="store_true", help="no progress bar over epochs")
     train.set_defaults(func=_rrl_train)
+
+    kbqa = sub.add_parser("kbqa", help="FlexKBQA: few-shot question answering over a knowledge base")
+    kbqa_sub = kbqa.add_subparsers(dest="action", required=True)
+    kb_help = ("the knowledge base: umls or nations (pykeen's), an http(s) SPARQL endpoint, a triple TSV, or RDF "
+               "files (.nt/.ttl/..., comma-separated)")
+    ktrain = kbqa_sub.add_parser("train", help="sample programs, translate them with an LLM, train and self-train a "
+                                               "parser; save it as a folder")
+    ktrain.add_argument("--kb", required=True, help=kb_help)
+    ktrain.add_argument("--seeds", default=None, help="JSON lines of {question, sparql} few-shot pairs (default: the "
+                                                      "packaged seeds of umls / nations)")
+    ktrain.add_argument("--unlabelled", default=None, help="unlabelled questions: JSON lines with 'question' or a "
+                                                           "text file, one per line")
+    ktrain.add_argument("--output", required=True, metavar="DIR", help="the parser folder to write")
+    ktrain.add_argument("--llm", default=None, help="causal LM id or folder (default: offline SmolLM2-135M-Instruct)")
+    ktrain.add_argument("--per-template", type=int, default=40, help="programs sampled per template (default 40)")
+    ktrain.add_argument("--zero-shot", action="store_true", help="structural templates instead of the seeds'")
+    ktrain.add_argument("--rounds", type=int, default=2, help="self-training rounds (default 2; 0: none)")
+    ktrain.add_argument("--filters", default="error,semantic,llm_agreement",
+                        help="pseudo-label filters in order (default error,semantic,llm_agreement)")
+    ktrain.add_argument("--epochs", type=float, default=30, help="parser epochs (default 30)")
+    ktrain.add_argument("--student-epochs", type=float, default=None, help="student epochs (default: --epochs)")
+    ktrain.add_argument("--student-init", choices=("scratch", "teacher"), default="scratch",
+                        help="students from scratch (the paper) or fine-tuned from the teacher")
+    ktrain.add_argument("--num-beams", type=int, default=4, help="beams read per question (default 4)")
+    ktrain.add_argument("--d-model", type=int, default=256, help="parser width (default 256)")
+    ktrain.add_argument("--layers", type=int, default=3, help="parser encoder and decoder layers (default 3)")
+    ktrain.add_argument("--seed", type=int, default=0, help="default 0")
+    ktrain.add_argument("--quiet", action="store_true", help="no progress bars")
+    ktrain.set_defaults(func=_kbqa_train)
+    ask = kbqa_sub.add_parser("ask", help="answer questions with a trained parser (one JSON line per question)")
+    ask.add_argument("model", help="a folder written by `paperzoo kbqa train`")
+    ask.add_argument("questions", nargs="+", help="the questions")
+    ask.add_argument("--kb", default=None, help=kb_help + " (default: the one the parser was trained on)")
+    ask.add_argument("--llm", default=None, help="the fallback LLM (default: offline SmolLM2-135M-Instruct)")
+    ask.add_argument("--no-fallback", action="store_true", help="no LLM answer when no program answers")
+    ask.add_argument("--num-beams", type=int, default=4, help="default 4")
+    ask.set_defaults(func=_kbqa_ask)
     return parser
 
 
