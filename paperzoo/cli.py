@@ -337,7 +337,12 @@ def _kbqa_train(args) -> None:
     output = Path(args.output)
     _check_output(output)
     with open_backend(args.kb) as backend:
-        seeds = read_pairs(args.seeds or seeds_path(args.kb), backend)
+        if args.seeds:
+            seeds = read_pairs(args.seeds, backend)
+        elif args.zero_shot:
+            seeds = []  # the paper's N = 0: structural templates, zero-shot translation
+        else:
+            seeds = read_pairs(seeds_path(args.kb), backend)
         unlabelled = read_questions(args.unlabelled) if args.unlabelled else []
         if args.rounds and not unlabelled:
             raise ValueError(f"--unlabelled {args.unlabelled or '(none)'}: no questions; self-training needs a pool "
@@ -472,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "parser; save it as a folder")
     ktrain.add_argument("--kb", required=True, help=kb_help)
     ktrain.add_argument("--seeds", default=None, help="JSON lines of {question, sparql} few-shot pairs (default: the "
-                                                      "packaged seeds of umls / nations)")
+                                                      "packaged seeds of umls / nations; none with --zero-shot)")
     ktrain.add_argument("--unlabelled", default=None, help="unlabelled questions: JSON lines with 'question' or a "
                                                            "text file, one per line")
     ktrain.add_argument("--output", required=True, metavar="DIR", help="the parser folder to write")

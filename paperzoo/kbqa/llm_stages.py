@@ -73,8 +73,14 @@ class AnswerReader:
     @staticmethod
     def key(text: str) -> str:
         text = re.sub(r"[\s_]+", " ", text.lower()).strip(" .\"'")
-        text = re.sub(r"^(the|a|an) ", "", text)
-        return re.sub(r"(?<=\w)(es|s)$", "", text)
+        return re.sub(r"^(the|a|an) ", "", text)
+
+    def _entity(self, text: str) -> str:
+        key = self.key(text)
+        for candidate in (key, key[:-1] if key.endswith("s") else None, key[:-2] if key.endswith("es") else None):
+            if candidate in self._by_label:
+                return self._by_label[candidate]
+        return text
 
     def __call__(self, text: str) -> list[str]:
         line = _first_line(text).strip(" .")
@@ -88,8 +94,7 @@ class AnswerReader:
             if not part:
                 continue
             number = part.replace(",", "")
-            values.append(number if re.fullmatch(r"-?\d+(\.\d+)?", number)
-                          else self._by_label.get(self.key(part), part))
+            values.append(number if re.fullmatch(r"-?\d+(\.\d+)?", number) else self._entity(part))
         return list(dict.fromkeys(values))
 
 

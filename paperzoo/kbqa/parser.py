@@ -100,6 +100,7 @@ class SemanticParser:
             learning_rate: float = 1e-3, seed: int = 0, progress: bool = True, **training_args) -> SemanticParser:
         """Train on (question, surface program) pairs with Seq2SeqTrainer (AdamW, linear decay, 5% warm-up);
         further keyword arguments go to Seq2SeqTrainingArguments."""
+        import torch
         from datasets import Dataset
         from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
@@ -116,7 +117,7 @@ class SemanticParser:
                 output_dir=tmp, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                 learning_rate=learning_rate, warmup_steps=0.05, lr_scheduler_type="linear", weight_decay=0.01,
                 save_strategy="no", report_to=[], logging_steps=50, seed=seed, disable_tqdm=not progress,
-                dataloader_num_workers=0, **training_args)
+                dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), **training_args)
             trainer = Seq2SeqTrainer(model=self.model, args=args, train_dataset=data,
                                      data_collator=DataCollatorForSeq2Seq(self.tokenizer, model=self.model))
             trainer.train()
