@@ -31,7 +31,8 @@ no header cannot be told from a full answer: set it above the row limit.) Each a
 timeout is never retried (a query that ran out of time once will again, and the server may still be working on it).
 
 Failures. HTTP 400 (the endpoint's syntax error), every other 4xx, a 500 and any other status but 200 and the
-retried ones below are a QueryError carrying the server's message (trimmed), never retried: the same query fails the same way. A connection refused, a DNS failure,
+retried ones below are a QueryError carrying the server's message (trimmed), never retried: the same query fails
+the same way. A connection refused, a DNS failure,
 a connection reset or dropped, and HTTP 502 / 503 / 504 (a proxy or an endpoint still starting or overloaded) are
 retried up to `retries` times, waiting `backoff`, `2·backoff`, `4·backoff`, ... seconds between attempts; when every
 attempt fails the error is `EndpointUnavailable` (a QueryError and a ConnectionError) naming the URL, the number of

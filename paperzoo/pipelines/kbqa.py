@@ -52,7 +52,8 @@ class KBQAPipeline(Pipeline):
         questions = [inputs] if single else list(inputs)
         bad = [q for q in questions if not isinstance(q, str) or not q.strip()]
         if not questions or bad:
-            raise ValueError(f"inputs must be a non-empty question or a list of them; got {bad[0] if bad else inputs!r}")
+            got = bad[0] if bad else inputs
+            raise ValueError(f"inputs must be a non-empty question or a list of them; got {got!r}")
         results = super().__call__(questions, **kwargs)
         return results[0] if single else results
 

@@ -43,7 +43,7 @@ def backend(request):
     return request.getfixturevalue("umls_embedded" if request.param == "embedded" else "endpoint")
 
 
-# --- the same answers from both, and from plain Python ------------------------------------------------------------------
+# --- the same answers from both, and from plain Python ----------------------------------------------------------------
 
 def _hop(kb, head=None, relation=None, tail=None):
     return [(h, r, t) for h, r, t in kb.triples
@@ -95,7 +95,7 @@ def test_select_rows_keep_variables_and_unbound_values(backend):
     assert backend.execute("ASK {}").boolean is True
 
 
-# --- read-only ----------------------------------------------------------------------------------------------------------
+# --- read-only --------------------------------------------------------------------------------------------------------
 
 REFUSED_QUERIES = [
     "INSERT DATA { e:virus r:causes e:virus . }",
@@ -149,7 +149,7 @@ def test_keywords_inside_names_strings_iris_and_comments_are_not_refused(backend
     assert backend.answers(query) == answer
 
 
-# --- limits -------------------------------------------------------------------------------------------------------------
+# --- limits -----------------------------------------------------------------------------------------------------------
 
 def test_embedded_time_limit_ends_the_worker_and_the_next_query_works(umls_kb):
     backend = OxigraphBackend.from_kb(umls_kb)
@@ -216,7 +216,7 @@ def test_syntax_error_carries_the_stores_message(backend):
     assert store_error[:200] in " ".join(str(caught.value).split())
 
 
-# --- the endpoint client: arguments, reachability, retry policy ---------------------------------------------------------
+# --- the endpoint client: arguments, reachability, retry policy -------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, field", [
     ({"url": "ftp://example.org/sparql"}, "url"), ({"url": "http:///sparql"}, "url"),
@@ -383,7 +383,7 @@ def test_unparsable_answer_is_a_query_error():
     assert not isinstance(caught.value, QueryTimeout)
 
 
-# --- KB files -----------------------------------------------------------------------------------------------------------
+# --- KB files ---------------------------------------------------------------------------------------------------------
 
 def test_read_triples_names_the_bad_line(tmp_path):
     tsv = tmp_path / "kb.tsv"
@@ -434,7 +434,7 @@ def test_existing_store_folder_opens_read_only(tmp_path, umls_kb):
         del writer
 
 
-# --- labels -------------------------------------------------------------------------------------------------------------
+# --- labels -----------------------------------------------------------------------------------------------------------
 
 def test_labels_and_compact_names(backend, umls_kb):
     labels = backend.labels()

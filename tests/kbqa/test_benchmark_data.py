@@ -86,7 +86,8 @@ def test_no_question_or_query_is_shared(kb_data):
         for number, row in enumerate(rows, start=1):
             where = f"{kind} line {number}"
             question = " ".join(row["question"].lower().split())
-            assert question not in questions, f"{name}: question {row['question']!r} at {where} and {questions[question]}"
+            assert question not in questions, (f"{name}: question {row['question']!r} at {where} and "
+                                               f"{questions[question]}")
             questions[question] = where
             sparql = row[sparql_key]
             assert sparql not in queries, f"{name}: SPARQL {sparql!r} at {where} and {queries[sparql]}"

@@ -93,7 +93,8 @@ def test_reasoner_shows_executed_seed_answers_and_reads_the_reply(umls, seeds):
 
 
 def test_in_context_parser_turns_labels_back_into_names(umls, seeds):
-    fake = FakeLLM([" SELECT DISTINCT ?x WHERE { e[virus] r[causes] ?x . }", " ASK { e[unicorn] r[causes] e[virus] . }"])
+    fake = FakeLLM([" SELECT DISTINCT ?x WHERE { e[virus] r[causes] ?x . }",
+                    " ASK { e[unicorn] r[causes] e[virus] . }"])
     parser = InContextParser(fake, ProgramFormat(umls), seeds)
     assert parser(["q1", "q2"]) == ["SELECT DISTINCT ?x WHERE { e:virus r:causes ?x . }", None]
 
