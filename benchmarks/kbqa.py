@@ -132,8 +132,9 @@ def table(path: Path) -> None:
 
 
 def speed(args) -> None:
-    """Stage 1 on each store: the same step-wise grounding (same templates, same random choices) on pyoxigraph in its
-    worker process, rdflib in process, and the Oxigraph server over loopback HTTP."""
+    """Stage 1 on each store: the same step-wise grounding (same templates, same random draws: candidates are sorted
+    before the draw) on pyoxigraph in its worker process, rdflib in process, and the Oxigraph server over loopback
+    HTTP."""
     import rdflib
 
     from paperzoo.kbqa import OxigraphBackend, ProgramSampler, load_kb, read_pairs, seeds_path

@@ -153,7 +153,7 @@ class ProgramSampler:
         template = self.templates[index]
         bound: dict[str, str] = {}
         for target in template.placeholders:
-            candidates = self._candidates(template, bound, target)
+            candidates = sorted(self._candidates(template, bound, target))  # any store's order: the same draws
             self.rng.shuffle(candidates)
             candidates.sort(key=lambda v: uses[index, target, v])  # least-used values first (stable: random ties)
             candidates = [v for v in candidates if uses[index, target, v] < self.max_value_uses]
@@ -188,7 +188,7 @@ class ProgramSampler:
         if not entities:
             return None
         last = entities[-1]
-        others = self._candidates(Template(f"SELECT DISTINCT {last} WHERE {{ {last} ?p ?o . }}"), {}, last)
+        others = sorted(self._candidates(Template(f"SELECT DISTINCT {last} WHERE {{ {last} ?p ?o . }}"), {}, last))
         self.rng.shuffle(others)
         for value in others[:20]:
             trial = self._filled(template, {**bound, last: value})

@@ -109,6 +109,17 @@ def test_same_seed_same_programs(nations):
     assert a == b
 
 
+def test_the_same_programs_from_the_embedded_store_and_the_endpoint(umls_embedded, oxigraph_server, umls_kb):
+    from paperzoo.kbqa.endpoint import SparqlEndpointBackend
+
+    seeds = [p for _, p in read_pairs(seeds_path("umls"))][:8]
+    endpoint = SparqlEndpointBackend(oxigraph_server, prefixes=umls_kb.prefixes)
+    embedded = ProgramSampler(umls_embedded, seeds, per_template=4, seed=5).sample(progress=False)
+    remote = ProgramSampler(endpoint, seeds, per_template=4, seed=5).sample(progress=False)
+    assert [p.program for p in embedded] == [p.program for p in remote] and embedded
+    assert [set(p.answers) for p in embedded] == [set(p.answers) for p in remote]
+
+
 def test_zero_shot_mode_grounds_the_structural_templates(nations):
     sampler = ProgramSampler(nations, None, per_template=5, seed=0)
     assert [t.text for t in sampler.templates] == list(STRUCTURAL_TEMPLATES)
