@@ -27,10 +27,25 @@ def umls_kb():
 
 
 @pytest.fixture(scope="session")
-def umls_embedded(umls_kb):
-    backend = OxigraphBackend.from_kb(umls_kb)
+def nations_kb():
+    return load_kb("nations")
+
+
+def _embedded(kb):
+    backend = OxigraphBackend.from_kb(kb)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def umls_embedded(umls_kb):
+    yield from _embedded(umls_kb)
+
+
+@pytest.fixture(scope="session")
+def nations(nations_kb):
+    """Nations in the embedded store."""
+    yield from _embedded(nations_kb)
 
 
 @pytest.fixture(scope="session")

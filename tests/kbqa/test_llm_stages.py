@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 from paperzoo.kbqa import seeds_path
-from paperzoo.kbqa.backends import OxigraphBackend
-from paperzoo.kbqa.kb import load_kb
 from paperzoo.kbqa.llm import CachedGenerator
 from paperzoo.kbqa.llm_stages import (PROMPTS, AnswerReader, InContextParser, InherentReasoner,
                                       ProgramTranslator)
@@ -32,10 +30,8 @@ class FakeLLM:
 
 
 @pytest.fixture(scope="module")
-def umls():
-    backend = OxigraphBackend.from_kb(load_kb("umls"))
-    yield backend
-    backend.close()
+def umls(umls_embedded):
+    return umls_embedded
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,6 @@ RELATIONS = ("embassy", "treaties", "tourism", "students", "exports3")
 COUNTRIES = ("usa", "uk", "china", "india", "egypt", "brazil")
 
 
-@pytest.fixture(scope="module")
-def nations():
-    backend = OxigraphBackend.from_kb(load_kb("nations"))
-    yield backend
-    backend.close()
-
-
 def _pairs(fmt):
     """One-hop questions made from a pattern (the parser's job is to copy the country and map the relation)."""
     words = {"embassy": "embassies in", "treaties": "treaties with", "tourism": "tourists to",

@@ -9,23 +9,10 @@ from pathlib import Path
 import pytest
 
 from paperzoo.kbqa import seeds_path
-from paperzoo.kbqa.backends import OxigraphBackend, QueryError
-from paperzoo.kbqa.kb import load_kb
+from paperzoo.kbqa.backends import QueryError
 from paperzoo.kbqa.programs import ProgramFormat, normalize, split
 from paperzoo.kbqa.sampler import STRUCTURAL_TEMPLATES, ProgramSampler, mask
 from paperzoo.kbqa.system import read_pairs
-
-
-@pytest.fixture(scope="module")
-def nations_kb():
-    return load_kb("nations")
-
-
-@pytest.fixture(scope="module")
-def nations(nations_kb):
-    backend = OxigraphBackend.from_kb(nations_kb)
-    yield backend
-    backend.close()
 
 
 def test_mask_names_each_entity_and_relation_in_order():

@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paperzoo.kbqa.backends import OxigraphBackend
-from paperzoo.kbqa.kb import load_kb
 from paperzoo.kbqa.parser import Parse, SemanticParser
 from paperzoo.kbqa.programs import ProgramFormat
 from paperzoo.kbqa.self_training import (AgreementFilter, Candidate, ErrorFilter, ExecutionGuidedSelfTraining,
                                          SemanticFilter, SentenceEncoder)
 
 E = "https://paperzoo.dev/kb/nations/entity/"
-
-
-@pytest.fixture(scope="module")
-def nations():
-    backend = OxigraphBackend.from_kb(load_kb("nations"))
-    yield backend
-    backend.close()
 
 
 def _candidate(question, program, answers):
