@@ -35,12 +35,15 @@ class ProgramTranslator:
 
     seeds: (question, program) pairs, the few-shot examples (none: the zero-shot instruction). max_new_tokens: the
     longest question. A generation is kept when its first line reads as a question: at least three words and no
-    SPARQL left in it (the paper drops placeholder leaks in the same way).
+    SPARQL left in it (the paper drops placeholder leaks in the same way), and, with `require_entities`, when it
+    names every entity of the program (a word of each entity's label, plurals allowed): a question about something
+    else would teach the parser to invent its topic entity.
     """
 
     def __init__(self, generator: CachedGenerator, program_format: ProgramFormat,
-                 seeds: list[tuple[str, str]] = (), max_new_tokens: int = 40):
+                 seeds: list[tuple[str, str]] = (), max_new_tokens: int = 40, require_entities: bool = True):
         self.generator, self.format, self.max_new_tokens = generator, program_format, max_new_tokens
+        self.require_entities = require_entities
         self.examples = [{"program": program_format.to_surface(p), "question": q} for q, p in seeds]
 
     def prompt(self, program: str) -> str:
@@ -50,7 +53,20 @@ class ProgramTranslator:
     def __call__(self, programs: list[str]) -> list[str | None]:
         """A question per program, None where the generation is not a usable question."""
         texts = self.generator([self.prompt(p) for p in programs], self.max_new_tokens, desc="translating programs")
-        return [self.clean(t) for t in texts]
+        questions = [self.clean(t) for t in texts]
+        if self.require_entities:
+            questions = [q if q and self.names_entities(q, p) else None for q, p in zip(questions, programs)]
+        return questions
+
+    def names_entities(self, question: str, program: str) -> bool:
+        """Whether the question names each entity of the program: some word of its label (4+ letters, or the
+        whole label), matched on its first four letters so that plurals and other endings pass."""
+        words = {w[:4] for w in re.findall(r"[a-z0-9]+", question.lower())}
+        for label in re.findall(r"\be\[([^\]]+)\]", self.format.to_surface(program)):
+            parts = [w for w in re.findall(r"[a-z0-9]+", label.lower()) if len(w) >= 4] or [label.lower()]
+            if not any(part[:4] in words for part in parts):
+                return False
+        return True
 
     @staticmethod
     def clean(text: str) -> str | None:

@@ -162,15 +162,16 @@ class ExecutionGuidedSelfTraining:
         return set(answers) == set(self.backend.answers(gold_program))
 
     def run(self, labelled: list[tuple[str, str]], unlabelled: list[str],
-            gold: list[str | None] | None = None) -> SemanticParser:
+            gold: list[str | None] | None = None, teacher: SemanticParser | None = None) -> SemanticParser:
         """Teacher on `labelled` (synthetic + seed pairs, surface programs), then `rounds` students; returns the
-        last parser. `gold`: the pool's programs (compact), only to measure the pseudo-labels' precision."""
+        last parser. `gold`: the pool's programs (compact), only to measure the pseudo-labels' precision.
+        `teacher`: a parser already trained on `labelled` (e.g. to compare filter sets from one teacher)."""
         if not labelled:
             raise ValueError("labelled is empty: the teacher needs synthetic or seed (question, program) pairs")
         if self.rounds and not unlabelled:
             raise ValueError("the unlabelled pool is empty: self-training needs real questions without labels "
                              "(or rounds=0)")
-        parser = self.make_parser().fit(labelled, progress=self.progress, **self.fit_kwargs)
+        parser = teacher or self.make_parser().fit(labelled, progress=self.progress, **self.fit_kwargs)
         self.teacher = parser
         for r in tqdm(range(self.rounds), desc="self-training rounds", disable=not self.progress):
             pseudo, stats = self.pseudo_label(parser, unlabelled, gold, r + 1)

@@ -174,10 +174,11 @@ class FlexKBQA:
 
     def train(self, unlabelled: list[str], output_dir: str | Path | None = None,
               synthetic: list[tuple[str, str]] | None = None, gold: list[str | None] | None = None,
-              metadata: dict | None = None):
+              metadata: dict | None = None, teacher=None):
         """Stages 1-4; returns the SemanticParser (saved to `output_dir` with `flexkbqa.json`: the config, the
         report, the seeds and `metadata`, when given). `synthetic`: reuse pairs from an earlier `synthesize()`.
-        `gold`: the pool's programs, only to measure."""
+        `gold`: the pool's programs, only to measure. `teacher`: a parser already trained on the same synthetic and
+        seed pairs (its self-training is then the only work)."""
         from .parser import SemanticParser
         from .self_training import ExecutionGuidedSelfTraining
 
@@ -195,7 +196,7 @@ class FlexKBQA:
             make_parser, self.backend, self.format, self.make_filters(), rounds=c.rounds, num_beams=c.num_beams,
             student_init=c.student_init, fit_kwargs=fit,
             student_fit_kwargs={**fit, "epochs": c.student_epochs or c.epochs}, progress=self.progress)
-        parser = loop.run(labelled, list(unlabelled), gold)
+        parser = loop.run(labelled, list(unlabelled), gold, teacher=teacher)
         self.teacher = loop.teacher
         self.report.rounds = [asdict(r) for r in loop.history]
         if output_dir is not None:
