@@ -145,3 +145,13 @@ def test_generator_arguments_are_checked(tiny):
 def test_prompts_are_data():
     path = Path(__file__).resolve().parents[2] / "paperzoo" / "kbqa" / "prompts.json"
     assert json.loads(path.read_text()) == PROMPTS and {"translate", "answer", "parse"} <= set(PROMPTS)
+
+
+def test_translations_must_name_every_entity_of_their_program(umls, seeds):
+    program = "SELECT DISTINCT ?x WHERE { ?x r:interconnects e:body_space_or_junction . ?x r:surrounds e:cell . }"
+    translator = ProgramTranslator(FakeLLM([" What interconnects body spaces and surrounds cells?",
+                                            " What surrounds cells?", " How many kinds of organisms are there?"]),
+                                   ProgramFormat(umls), seeds[:1])
+    assert translator([program] * 3) == ["What interconnects body spaces and surrounds cells?", None, None]
+    lenient = ProgramTranslator(translator.generator, ProgramFormat(umls), seeds[:1], require_entities=False)
+    assert lenient([program] * 3)[1] == "What surrounds cells?"
