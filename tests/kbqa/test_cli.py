@@ -27,9 +27,12 @@ def trained(tmp_path_factory, llm_folder):
     pool = root / "pool.txt"
     pool.write_text("Which countries have an embassy in Cuba?\nDoes the US export to the UK?\n")
     output = root / "parser"
-    code = main(["kbqa", "train", "--kb", "nations", "--unlabelled", str(pool), "--output", str(output),
-                 "--llm", str(llm_folder), "--per-template", "2", "--rounds", "1", "--filters", "error",
-                 "--epochs", "2", "--d-model", "32", "--layers", "1", "--quiet"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PAPERZOO_CACHE", str(root / "cache"))  # the LLM's answers: not in the user's cache
+        code = main(["kbqa", "train", "--kb", "nations", "--unlabelled", str(pool), "--output", str(output),
+                     "--llm", str(llm_folder), "--per-template", "2", "--rounds", "1", "--filters", "error",
+                     "--epochs", "2", "--d-model", "32", "--layers", "1", "--quiet"])
+    assert list((root / "cache" / "kbqa-llm").glob("*.jsonl"))  # translations cached for a rerun
     return code, output
 
 
@@ -56,7 +59,8 @@ def test_ask_prints_one_json_line_per_question(trained, capsys):
         assert line["source"] in ("kb", None)
 
 
-def test_usage_errors_name_the_file_and_line(tmp_path, llm_folder, capsys):
+def test_usage_errors_name_the_file_and_line(tmp_path, llm_folder, capsys, monkeypatch):
+    monkeypatch.setenv("PAPERZOO_CACHE", str(tmp_path / "cache"))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
     assert main(["kbqa", "train", "--kb", "nations", "--unlabelled", str(empty), "--output",
