@@ -62,7 +62,8 @@ def quality(args) -> list[dict]:
     generator = CachedGenerator(args.llm, batch_size=args.llm_batch)
     llm_name = generator.name if args.llm else "SmolLM2-135M-Instruct (offline)"
     config = FlexKBQAConfig(per_template=args.per_template, rounds=args.rounds, epochs=args.epochs,
-                            student_epochs=args.student_epochs, student_init=args.student_init, seed=args.seed)
+                            student_epochs=args.student_epochs, steps=args.steps, student_steps=args.student_steps,
+                            student_init=args.student_init, seed=args.seed)
     system = FlexKBQA(backend, seeds, llm=generator, config=config)
     results, timings = [], {}
 
@@ -203,6 +204,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=float, default=25)
     parser.add_argument("--student-epochs", type=float, default=10)
+    parser.add_argument("--steps", type=int, default=None, help="teacher optimizer steps (instead of --epochs)")
+    parser.add_argument("--student-steps", type=int, default=None, help="student optimizer steps")
     parser.add_argument("--student-init", choices=("scratch", "teacher"), default="teacher")
     parser.add_argument("--filter-sets", default="error,semantic,llm_agreement;error,semantic",
                         type=lambda text: [tuple(f.split(",")) for f in text.split(";")],

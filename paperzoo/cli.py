@@ -349,7 +349,8 @@ def _kbqa_train(args) -> None:
                              "of real unlabelled questions (or --rounds 0)")
         config = FlexKBQAConfig(per_template=args.per_template, zero_shot=args.zero_shot, rounds=args.rounds,
                                 filters=tuple(f for f in args.filters.split(",") if f), epochs=args.epochs,
-                                student_epochs=args.student_epochs, student_init=args.student_init,
+                                student_epochs=args.student_epochs, steps=args.steps,
+                                student_steps=args.student_steps, student_init=args.student_init,
                                 num_beams=args.num_beams, d_model=args.d_model, layers=args.layers, seed=args.seed)
         system = FlexKBQA(backend, seeds, llm=args.llm, config=config, progress=not args.quiet)
         system.train(unlabelled, output_dir=output, metadata={"kb": args.kb})
@@ -489,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pseudo-label filters in order (default error,semantic,llm_agreement)")
     ktrain.add_argument("--epochs", type=float, default=30, help="parser epochs (default 30)")
     ktrain.add_argument("--student-epochs", type=float, default=None, help="student epochs (default: --epochs)")
+    ktrain.add_argument("--steps", type=int, default=None, help="teacher optimizer steps, instead of --epochs")
+    ktrain.add_argument("--student-steps", type=int, default=None, help="student optimizer steps (default: --steps)")
     ktrain.add_argument("--student-init", choices=("scratch", "teacher"), default="scratch",
                         help="students from scratch (the paper) or fine-tuned from the teacher")
     ktrain.add_argument("--num-beams", type=int, default=4, help="beams read per question (default 4)")

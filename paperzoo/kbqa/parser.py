@@ -121,6 +121,7 @@ class SemanticParser:
             trainer = Seq2SeqTrainer(model=self.model, args=args, train_dataset=data,
                                      data_collator=DataCollatorForSeq2Seq(self.tokenizer, model=self.model))
             trainer.train()
+            self.trained_steps = trainer.state.global_step
         self.model.eval()
         return self
 

@@ -110,6 +110,7 @@ class RoundStats:
     dropped: dict[str, int] = field(default_factory=dict)
     kept: int = 0
     kept_correct: int | None = None  # kept pseudo-labels whose answers equal the gold program's (pool with gold)
+    student_steps: int | None = None  # optimizer steps of the student trained on them
 
 
 class ExecutionGuidedSelfTraining:
@@ -184,6 +185,7 @@ class ExecutionGuidedSelfTraining:
             else:
                 student = self.make_parser()
             parser = student.fit(labelled + pseudo, progress=self.progress, **self.student_fit_kwargs)
+            stats.student_steps = getattr(parser, "trained_steps", None)
         return parser
 
 

@@ -33,6 +33,8 @@ class FlexKBQAConfig:
     student_init: str = "scratch"  # "teacher": fine-tune the teacher instead (cheaper)
     epochs: float = 30
     student_epochs: float | None = None  # default: epochs
+    steps: int | None = None  # optimizer steps of the teacher, instead of epochs (a few hundred pairs need many)
+    student_steps: int | None = None  # of each student (default: steps)
     batch_size: int = 32
     learning_rate: float = 1e-3
     num_beams: int = 4
@@ -115,6 +117,7 @@ def read_questions(path: str | Path) -> list[str]:
 class TrainingReport:
     programs: int = 0  # sampled programs (Stage 1)
     synthetic: int = 0  # programs the LLM turned into usable questions (Stage 2)
+    teacher_steps: int | None = None  # optimizer steps of the teacher
     rounds: list[dict] = field(default_factory=list)  # Stage 4 statistics per round
 
 
@@ -192,12 +195,15 @@ class FlexKBQA:
             return SemanticParser.build(texts, vocab_size=c.vocab_size, d_model=c.d_model, layers=c.layers,
                                         seed=c.seed)
         fit = {"epochs": c.epochs, "batch_size": c.batch_size, "learning_rate": c.learning_rate, "seed": c.seed}
+        student_fit = {**fit, "epochs": c.student_epochs or c.epochs}
+        if c.steps:  # Seq2SeqTrainingArguments.max_steps overrides the epochs
+            fit["max_steps"], student_fit["max_steps"] = c.steps, c.student_steps or c.steps
         loop = ExecutionGuidedSelfTraining(
             make_parser, self.backend, self.format, self.make_filters(), rounds=c.rounds, num_beams=c.num_beams,
-            student_init=c.student_init, fit_kwargs=fit,
-            student_fit_kwargs={**fit, "epochs": c.student_epochs or c.epochs}, progress=self.progress)
+            student_init=c.student_init, fit_kwargs=fit, student_fit_kwargs=student_fit, progress=self.progress)
         parser = loop.run(labelled, list(unlabelled), gold, teacher=teacher)
         self.teacher = loop.teacher
+        self.report.teacher_steps = getattr(loop.teacher, "trained_steps", None)
         self.report.rounds = [asdict(r) for r in loop.history]
         if output_dir is not None:
             record = {"config": asdict(self.config), "report": asdict(self.report), "seeds": self.seeds,

@@ -31,7 +31,7 @@ def trained(tmp_path_factory, llm_folder):
         patch.setenv("PAPERZOO_CACHE", str(root / "cache"))  # the LLM's answers: not in the user's cache
         code = main(["kbqa", "train", "--kb", "nations", "--unlabelled", str(pool), "--output", str(output),
                      "--llm", str(llm_folder), "--per-template", "2", "--rounds", "1", "--filters", "error",
-                     "--epochs", "2", "--d-model", "32", "--layers", "1", "--quiet"])
+                     "--steps", "3", "--student-steps", "2", "--d-model", "32", "--layers", "1", "--quiet"])
     assert list((root / "cache" / "kbqa-llm").glob("*.jsonl"))  # translations cached for a rerun
     return code, output
 
@@ -44,6 +44,7 @@ def test_train_writes_a_parser_folder_with_its_record(trained, capsys):
     assert record["config"]["rounds"] == 1 and record["config"]["filters"] == ["error"]
     assert record["report"]["programs"] > 0 and len(record["report"]["rounds"]) == 1
     assert record["report"]["rounds"][0]["pool"] == 2
+    assert record["report"]["teacher_steps"] == 3 and record["report"]["rounds"][0]["student_steps"] == 2
     assert (output / "config.json").is_file() and (output / "tokenizer.json").is_file()
 
 
