@@ -15,6 +15,8 @@ Rows, each scored with paperzoo.metrics "kbqa" (answer-set exact match, F1, Hits
 - +self-training [filters]: EGST rounds on the unlabelled pool, with the paper's three filters (error, semantic, LLM
   agreement) and without the LLM one, both from the same teacher.
 - +fallback: + inherent reasoning where no beam executes to an answer (with the paper's filters: its full system).
+- supervised reference: the same parser trained on the pool's real questions and gold programs (outside the
+  few-shot setting, as the paper's supervised rows; never the test set).
 The LLM is the offline SmolLM2-135M-Instruct unless --llm names another causal LM (the same code path).
 
 One torch thread per process (`--threads`): run the two KBs as two processes side by side on two cores.
@@ -49,8 +51,8 @@ def score(predictions, gold, executable=None) -> dict:
 def quality(args) -> list[dict]:
     import torch
 
-    from paperzoo.kbqa import (CachedGenerator, FlexKBQA, FlexKBQAConfig, InContextParser, open_backend,
-                               read_pairs, seeds_path)
+    from paperzoo.kbqa import (CachedGenerator, FlexKBQA, FlexKBQAConfig, InContextParser, QueryError,
+                               open_backend, read_pairs, seeds_path)
 
     torch.set_num_threads(args.threads)
     backend = open_backend(args.kb)
@@ -65,7 +67,7 @@ def quality(args) -> list[dict]:
                             student_epochs=args.student_epochs, steps=args.steps, student_steps=args.student_steps,
                             student_init=args.student_init, seed=args.seed)
     system = FlexKBQA(backend, seeds, llm=generator, config=config)
-    results, timings = [], {}
+    results = []
 
     def add(method, predictions, executable=None, **extra):
         row = {"kb": args.kb, "llm": llm_name, "seed": args.seed, "method": method,
@@ -73,27 +75,52 @@ def quality(args) -> list[dict]:
         print(json.dumps(row), flush=True)
         results.append(row)
 
-    # LLM in context: the LLM writes SPARQL
-    start = time.perf_counter()
-    programs = InContextParser(generator, system.format, seeds)(questions)
-    icl, icl_exec = [], []
-    for program in programs:
-        try:
-            icl.append(backend.answers(program) if program else [])
-            icl_exec.append(program is not None)
-        except Exception:  # QueryError or a refused form: not executable
-            icl.append([])
-            icl_exec.append(False)
-    timings["llm-icl"] = time.perf_counter() - start
-    add("llm-icl", icl, icl_exec, seconds_per_question=round(timings["llm-icl"] / len(questions), 3))
+    if "supervised" in args.methods:
+        supervised(args, system, backend, pool, seeds, questions, add)
+    direct = None  # the LLM's own answers: the fallback of the +fallback rows
+    if "llm" in args.methods:
+        # LLM in context: the LLM writes SPARQL
+        start = time.perf_counter()
+        programs = InContextParser(generator, system.format, seeds)(questions)
+        icl, icl_exec = [], []
+        for program in programs:
+            try:
+                icl.append(backend.answers(program) if program else [])
+                icl_exec.append(program is not None)
+            except QueryError:  # a refused form, a syntax error, a failed query: not executable
+                icl.append([])
+                icl_exec.append(False)
+        add("llm-icl", icl, icl_exec, seconds_per_question=round((time.perf_counter() - start) / len(questions), 3))
+        # inherent reasoning only
+        start = time.perf_counter()
+        direct = system.reasoner()(questions)
+        add("llm-ir", direct, seconds_per_question=round((time.perf_counter() - start) / len(questions), 3))
+    if "flexkbqa" in args.methods:
+        flexkbqa(args, system, backend, pool, questions, config, add, direct)
+    return results
 
-    # inherent reasoning only
-    start = time.perf_counter()
-    reasoner = system.reasoner()
-    direct = reasoner(questions)
-    add("llm-ir", direct, seconds_per_question=round((time.perf_counter() - start) / len(questions), 3))
 
-    # FlexKBQA: synthetic data, parser, self-training (two filter sets from one teacher), fallback
+def supervised(args, system, backend, pool, seeds, questions, add) -> None:
+    """A reference outside the few-shot setting (as the paper's supervised rows): the same parser trained on the
+    pool's real questions with their gold programs (plus the seeds), no synthetic data. It shows what the parser
+    can learn from real questions of this distribution; the test set stays untouched."""
+    from paperzoo.kbqa import SemanticParser
+
+    c = system.config
+    pairs = [(q, system.format.to_surface(p)) for q, p in pool + seeds]
+    labels = [backend.label(iri) for iri in backend.labels()]
+    parser = SemanticParser.build([t for pair in pairs for t in pair] + labels, vocab_size=c.vocab_size,
+                                  d_model=c.d_model, layers=c.layers, seed=c.seed)
+    fit = {"max_steps": c.steps} if c.steps else {}
+    parser.fit(pairs, epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
+               progress=False, **fit)
+    parses = parser.answer(questions, backend, system.format, c.num_beams)
+    add("supervised reference (pool gold + seeds)", [p.answers for p in parses], [p.executable for p in parses],
+        training_pairs=len(pairs), steps=parser.trained_steps)
+
+
+def flexkbqa(args, system, backend, pool, questions, config, add, direct) -> None:
+    """FlexKBQA: synthetic data, parser, self-training (each filter set from one teacher), fallback."""
     start = time.perf_counter()
     synthetic = system.synthesize()
     stats = {"programs": system.report.programs, "synthetic_pairs": len(synthetic),
@@ -117,10 +144,10 @@ def quality(args) -> list[dict]:
         name = f"+self-training [{', '.join(filters)}]"
         add(name, [p.answers for p in parses], [p.executable for p in parses], rounds=system.report.rounds,
             seconds_per_question=per_question)
-        fallback = [p.answers if p.program else d for p, d in zip(parses, direct)]
-        add(name + " +fallback", fallback, [p.executable for p in parses],
-            fell_back=sum(p.program is None for p in parses))
-    return results
+        if direct is not None:
+            fallback = [p.answers if p.program else d for p, d in zip(parses, direct)]
+            add(name + " +fallback", fallback, [p.executable for p in parses],
+                fell_back=sum(p.program is None for p in parses))
 
 
 def table(path: Path) -> None:
@@ -210,6 +237,8 @@ def main() -> None:
     parser.add_argument("--filter-sets", default="error,semantic,llm_agreement;error,semantic",
                         type=lambda text: [tuple(f.split(",")) for f in text.split(";")],
                         help="self-training filter sets, ';'-separated, each run from the same teacher")
+    parser.add_argument("--methods", default="llm,flexkbqa,supervised",
+                        type=lambda text: set(text.split(",")), help="which rows: llm, flexkbqa, supervised")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--speed-programs", type=int, default=10)
