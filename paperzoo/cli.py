@@ -365,7 +365,6 @@ def _kbqa_train(args) -> None:
 def _kbqa_ask(args) -> None:
     """Answer questions with a trained parser folder through pipeline("kbqa")."""
     import json
-    from pathlib import Path
 
     from transformers import pipeline
 
