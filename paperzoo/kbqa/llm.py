@@ -57,7 +57,7 @@ def _fingerprint(model) -> str:
 class CachedGenerator:
     """Greedy completions of prompts, batched, cached.
 
-    batch_size: prompts per forward (left-padded). cache: False to never read or write the disk cache; a folder to
+    batch_size: prompts per forward (each padded before its own text). cache: False to never read or write the disk cache; a folder to
     use instead of the default. progress: a tqdm bar per call with more than one batch.
     """
 
