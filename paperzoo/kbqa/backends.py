@@ -257,6 +257,10 @@ class OxigraphBackend(KBBackend):
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         _send(self._process.stdin, self._source)
         status, payload = self._receive(deadline=None)
+        if status == "died":
+            code = self._process.wait()
+            self.close()
+            raise QueryError(f"the Oxigraph worker process ended while loading the store (exit code {code})")
         if status != "ready":
             self.close()
             raise QueryError(f"the Oxigraph store could not be loaded: {payload}")
@@ -267,17 +271,25 @@ class OxigraphBackend(KBBackend):
         header = _read_exact(fd, 8, deadline)
         if header is None:
             return "timeout", None
-        if len(header) < 8:
-            code = self._process.wait()
-            raise QueryError(f"the Oxigraph worker process ended (exit code {code})")
-        data = _read_exact(fd, struct.unpack("<Q", header)[0], None)
+        size = struct.unpack("<Q", header)[0] if len(header) == 8 else None
+        data = _read_exact(fd, size, None) if size is not None else b""
+        if size is None or len(data) < size:  # the pipe closed mid-message: the worker died (a crash, a kill, OOM)
+            return "died", None
         return pickle.loads(data)
 
     def _run(self, query: str, timeout: float, row_limit: int) -> Result:
         if self._process is None or self._process.poll() is not None:
             self._start()
-        _send(self._process.stdin, (query, self.prefixes, row_limit))
-        status, payload = self._receive(deadline=time.monotonic() + timeout)
+        try:
+            _send(self._process.stdin, (query, self.prefixes, row_limit))
+            status, payload = self._receive(deadline=time.monotonic() + timeout)
+        except BrokenPipeError:
+            status, payload = "died", None
+        if status == "died":
+            code = self._process.poll()
+            self.close()  # the next query starts a fresh worker
+            raise QueryError(f"the Oxigraph worker process ended during the query (exit code {code}); the next query "
+                             f"starts a new one: {query[:120]!r}")
         if status == "timeout":
             self.close()  # the query is stopped with its process; the next query starts a fresh worker
             raise QueryTimeout(f"the query ran past the time limit of {timeout:g} s and was stopped: {query[:120]!r}")

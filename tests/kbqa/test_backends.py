@@ -447,3 +447,20 @@ def test_labels_and_compact_names(backend, umls_kb):
     assert backend.compact(umls_kb.relation_ns + "co-occurs_with") == "r:co-occurs_with"
     assert backend.compact(RDFS + "label") == "rdfs:label"
     assert backend.compact("http://elsewhere.org/x") == "<http://elsewhere.org/x>"
+
+
+def test_a_worker_that_dies_mid_query_is_an_error_and_the_next_query_starts_a_new_one(umls_kb):
+    import os
+    import signal
+    import threading
+
+    backend = OxigraphBackend.from_kb(umls_kb)
+    try:
+        pid = backend._process.pid
+        threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()  # killed while the long query runs
+        with pytest.raises(QueryError, match="worker process ended during the query"):
+            backend.execute("SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }", timeout=20)
+        assert backend.answers("ASK { e:virus r:causes e:disease_or_syndrome . }") == ["true"]
+        assert backend._process.pid != pid
+    finally:
+        backend.close()
