@@ -9,10 +9,8 @@ tokenizer trained on the texts it is given (synthetic questions, programs, KB la
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,21 +75,17 @@ class SemanticParser:
         """Model and tokenizer (and `extra_files`, name → text), written to a temporary folder beside `folder` and
         renamed into place (a crash never leaves half a parser; an existing folder is replaced only once the new
         one is complete)."""
+        from ..hub.export import _make_sibling, _replace  # the exporter's temporary-sibling-then-rename
+
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:12]}"
+        tmp = _make_sibling(folder, "tmp")
         try:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             for name, text in (extra_files or {}).items():
                 (tmp / name).write_text(text, encoding="utf-8")
-            old = None
-            if folder.exists():
-                old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:12]}"
-                os.rename(folder, old)
-            os.rename(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old)
+            _replace(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
