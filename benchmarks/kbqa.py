@@ -104,16 +104,10 @@ def supervised(args, system, backend, pool, seeds, questions, add) -> None:
     """A reference outside the few-shot setting (as the paper's supervised rows): the same parser trained on the
     pool's real questions with their gold programs (plus the seeds), no synthetic data. It shows what the parser
     can learn from real questions of this distribution; the test set stays untouched."""
-    from paperzoo.kbqa import SemanticParser
-
     c = system.config
     pairs = [(q, system.format.to_surface(p)) for q, p in pool + seeds]
-    labels = [backend.label(iri) for iri in backend.labels()]
-    parser = SemanticParser.build([t for pair in pairs for t in pair] + labels, vocab_size=c.vocab_size,
-                                  d_model=c.d_model, layers=c.layers, seed=c.seed)
-    fit = {"max_steps": c.steps} if c.steps else {}
-    parser.fit(pairs, epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
-               progress=False, **fit)
+    parser = system.new_parser([t for pair in pairs for t in pair])
+    parser.fit(pairs, progress=False, **system.fit_kwargs())
     parses = parser.answer(questions, backend, system.format, c.num_beams)
     add("supervised reference (pool gold + seeds)", [p.answers for p in parses], [p.executable for p in parses],
         training_pairs=len(pairs), steps=parser.trained_steps)

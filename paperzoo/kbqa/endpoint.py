@@ -253,6 +253,13 @@ class SparqlEndpointBackend(KBBackend):
 OXIGRAPH_INSTALL = "pip install oxigraph==0.5.13"
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def oxigraph_binary():
     """The `oxigraph` server binary of the oxigraph wheel: beside this Python, else on PATH; FileNotFoundError saying
     how to install it otherwise."""
@@ -289,9 +296,7 @@ def oxigraph_server(kb, folder=None, timeout_s: float = 2.0, startup_s: float = 
                                 capture_output=True, text=True, timeout=600)
         if loaded.returncode != 0:
             raise QueryError(f"`oxigraph load` failed (exit code {loaded.returncode}): {loaded.stderr.strip()}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # a port nothing listens on now
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         url = f"http://127.0.0.1:{port}/query"
         with log_path.open("wb") as log:
             server = subprocess.Popen([str(binary), "serve", "--location", str(store), "--bind", f"127.0.0.1:{port}",
@@ -317,4 +322,5 @@ def oxigraph_server(kb, folder=None, timeout_s: float = 2.0, startup_s: float = 
                 server.wait()
 
 
-__all__ = ["EndpointUnavailable", "OXIGRAPH_INSTALL", "SparqlEndpointBackend", "oxigraph_binary", "oxigraph_server"]
+__all__ = ["EndpointUnavailable", "OXIGRAPH_INSTALL", "SparqlEndpointBackend", "free_port", "oxigraph_binary",
+           "oxigraph_server"]

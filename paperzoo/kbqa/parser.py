@@ -146,22 +146,25 @@ class SemanticParser:
 
     def answer(self, questions: list[str], backend: KBBackend, program_format: ProgramFormat,
                num_beams: int = 4) -> list[Parse]:
-        """Execute the beams in order: the first with a non-empty answer (a count of 0 is empty) is the parse; a
-        question none of whose beams answers has program None (the pipeline then falls back to the LLM)."""
-        parses = []
-        for beams in self.generate(questions, num_beams):
-            parse = Parse(None, beams=beams)
-            for beam in beams:
-                try:
-                    answers = backend.answers(program_format.from_surface(beam))
-                except QueryError:
-                    continue
-                parse.executable = True
-                if answers and answers != ["0"]:
-                    parse.program, parse.answers = program_format.from_surface(beam), answers
-                    break
-            parses.append(parse)
-        return parses
+        """The parse of each question from its beams (see `first_answer`)."""
+        return [first_answer(beams, backend, program_format) for beams in self.generate(questions, num_beams)]
 
 
-__all__ = ["Parse", "SemanticParser"]
+def first_answer(beams: list[str], backend: KBBackend, program_format: ProgramFormat) -> Parse:
+    """Execute surface-form beams in order: the first with a non-empty answer (a count of 0 is empty) is the parse;
+    when none has one, program is None (the pipeline then falls back to the LLM). The rule of both the parser and
+    the `kbqa` pipeline."""
+    parse = Parse(None, beams=list(beams))
+    for beam in beams:
+        try:
+            program = program_format.from_surface(beam.strip())
+            answers = backend.answers(program)
+        except QueryError:
+            continue
+        parse.executable = True
+        if answers and answers != ["0"]:
+            parse.program, parse.answers = program, answers
+            break
+    return parse
+
+__all__ = ["Parse", "SemanticParser", "first_answer"]

@@ -175,6 +175,25 @@ class FlexKBQA:
                 made.append(AgreementFilter(self.reasoner()))
         return made
 
+    def new_parser(self, texts: list[str]):
+        """A fresh SemanticParser of the configured size, its tokenizer trained on `texts` and the KB's labels."""
+        from .parser import SemanticParser
+
+        c = self.config
+        labels = [self.backend.label(iri) for iri in self.backend.labels()]
+        return SemanticParser.build(list(texts) + labels, vocab_size=c.vocab_size, d_model=c.d_model,
+                                    layers=c.layers, seed=c.seed)
+
+    def fit_kwargs(self, student: bool = False) -> dict:
+        """SemanticParser.fit arguments of the teacher (or a student): epochs, or steps when configured."""
+        c = self.config
+        fit = {"epochs": (c.student_epochs or c.epochs) if student else c.epochs, "batch_size": c.batch_size,
+               "learning_rate": c.learning_rate, "seed": c.seed}
+        steps = (c.student_steps or c.steps) if student else c.steps
+        if steps:  # Seq2SeqTrainingArguments.max_steps overrides the epochs
+            fit["max_steps"] = steps
+        return fit
+
     def train(self, unlabelled: list[str], output_dir: str | Path | None = None,
               synthetic: list[tuple[str, str]] | None = None, gold: list[str | None] | None = None,
               metadata: dict | None = None, teacher=None):
@@ -182,25 +201,16 @@ class FlexKBQA:
         report, the seeds and `metadata`, when given). `synthetic`: reuse pairs from an earlier `synthesize()`.
         `gold`: the pool's programs, only to measure. `teacher`: a parser already trained on the same synthetic and
         seed pairs (its self-training is then the only work)."""
-        from .parser import SemanticParser
         from .self_training import ExecutionGuidedSelfTraining
 
         c = self.config
         synthetic = self.synthesize() if synthetic is None else synthetic
         labelled = synthetic + [(q, self.format.to_surface(p)) for q, p in self.seeds]
-        labels = [self.backend.label(iri) for iri in self.backend.labels()]
-        texts = [t for pair in labelled for t in pair] + list(unlabelled) + labels  # never a test question
-
-        def make_parser():
-            return SemanticParser.build(texts, vocab_size=c.vocab_size, d_model=c.d_model, layers=c.layers,
-                                        seed=c.seed)
-        fit = {"epochs": c.epochs, "batch_size": c.batch_size, "learning_rate": c.learning_rate, "seed": c.seed}
-        student_fit = {**fit, "epochs": c.student_epochs or c.epochs}
-        if c.steps:  # Seq2SeqTrainingArguments.max_steps overrides the epochs
-            fit["max_steps"], student_fit["max_steps"] = c.steps, c.student_steps or c.steps
+        texts = [t for pair in labelled for t in pair] + list(unlabelled)  # never a test question
         loop = ExecutionGuidedSelfTraining(
-            make_parser, self.backend, self.format, self.make_filters(), rounds=c.rounds, num_beams=c.num_beams,
-            student_init=c.student_init, fit_kwargs=fit, student_fit_kwargs=student_fit, progress=self.progress)
+            lambda: self.new_parser(texts), self.backend, self.format, self.make_filters(), rounds=c.rounds,
+            num_beams=c.num_beams, student_init=c.student_init, fit_kwargs=self.fit_kwargs(),
+            student_fit_kwargs=self.fit_kwargs(student=True), progress=self.progress)
         parser = loop.run(labelled, list(unlabelled), gold, teacher=teacher)
         self.teacher = loop.teacher
         self.report.teacher_steps = getattr(loop.teacher, "trained_steps", None)

@@ -68,16 +68,11 @@ class KBQAPipeline(Pipeline):
         return {"beams": self.tokenizer.batch_decode(out, skip_special_tokens=True), "question": question}
 
     def postprocess(self, model_outputs):
-        from ..kbqa.backends import QueryError
+        from ..kbqa.parser import first_answer
 
-        for beam in model_outputs["beams"]:
-            try:
-                program = self.program_format.from_surface(beam.strip())
-                answers = self.backend.answers(program)
-            except QueryError:
-                continue
-            if answers and answers != ["0"]:
-                return self._result(answers, program, "kb")
+        parse = first_answer(model_outputs["beams"], self.backend, self.program_format)
+        if parse.program is not None:
+            return self._result(parse.answers, parse.program, "kb")
         if self.reasoner is not None:
             return self._result(self.reasoner([model_outputs["question"]])[0], None, "llm")
         return self._result([], None, None)

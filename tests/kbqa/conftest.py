@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
@@ -12,13 +11,6 @@ from paperzoo.kbqa.endpoint import oxigraph_server as oxigraph_server_of
 from paperzoo.kbqa.kb import load_kb
 
 SERVER_TIMEOUT_S = 2  # the server's own limit (`serve --timeout-s`): it stops the work of a query the client left
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

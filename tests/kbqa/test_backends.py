@@ -20,10 +20,10 @@ import pyoxigraph
 import pytest
 
 from paperzoo.kbqa.backends import OxigraphBackend, QueryError, QueryTimeout, RowLimitExceeded, with_prologue
-from paperzoo.kbqa.endpoint import EndpointUnavailable, SparqlEndpointBackend
+from paperzoo.kbqa.endpoint import EndpointUnavailable, SparqlEndpointBackend, free_port
 from paperzoo.kbqa.kb import RDFS, read_triples
 
-from .conftest import SERVER_TIMEOUT_S, free_port
+from .conftest import SERVER_TIMEOUT_S
 
 CARTESIAN = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"  # 6.7k^3 rows: never finishes
 # 45M pairs, each compared as strings: over 25 s in Oxigraph, which checks its own time limit while it runs (the 3-way
