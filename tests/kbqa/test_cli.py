@@ -9,7 +9,7 @@ import pytest
 
 from paperzoo.cli import main
 
-from .tiny_llm import tiny_causal_lm
+from ..tiny_llm import tiny_causal_lm
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def trained(tmp_path_factory, llm_folder):
         code = main(["kbqa", "train", "--kb", "nations", "--unlabelled", str(pool), "--output", str(output),
                      "--llm", str(llm_folder), "--per-template", "2", "--rounds", "1", "--filters", "error",
                      "--steps", "3", "--student-steps", "2", "--d-model", "32", "--layers", "1", "--quiet"])
-    assert list((root / "cache" / "kbqa-llm").glob("*.jsonl"))  # translations cached for a rerun
+    assert list((root / "cache" / "llm-generations").glob("*.jsonl"))  # translations cached for a rerun
     return code, output
 
 

@@ -15,7 +15,7 @@ from paperzoo.kbqa.llm_stages import (PROMPTS, AnswerReader, InContextParser, In
 from paperzoo.kbqa.programs import ProgramFormat
 from paperzoo.kbqa.system import read_pairs
 
-from .tiny_llm import tiny_causal_lm
+from ..tiny_llm import tiny_causal_lm
 
 
 class FakeLLM:
