@@ -105,6 +105,19 @@ ARCHITECTURES: dict[str, Architecture] = {
             "paperzoo.pipelines.sequential_recommendation.SequentialRecommendationPipeline", "AutoModel")},
         # no PEFT defaults: small item models trained in full (their item table is most of the parameters)
     ) for stem, name in (("sasrec", "SASRec"), ("gru4rec", "GRU4Rec"), ("caser", "Caser"), ("fmlprec", "FMLPRec"))},
+    "paperzoo_e4srec": Architecture(
+        config="paperzoo.configuration.e4srec.E4SRecConfig",
+        auto={
+            # as the other sequential recommenders: AutoModel returns the recommender (its logits are item scores)
+            "AutoModel": "paperzoo.modeling.e4srec.E4SRecForSequentialRecommendation",
+            "AutoFeatureExtractor": "paperzoo.processors.seqrec.SequentialRecommendationProcessor",
+        },
+        pipelines={"sequential-recommendation": (
+            "paperzoo.pipelines.sequential_recommendation.SequentialRecommendationPipeline", "AutoModel")},
+        # the LLM inside is Llama-like (q_proj / v_proj): LoRA's Llama default adapts it; the item table and the
+        # two projections train in full through modules_to_save (paperzoo.modeling.e4srec_training.lora_config)
+        peft_like="llama",
+    ),
     "paperzoo_sigma_vae": Architecture(
         config="paperzoo.configuration.sigma_vae.SigmaVAEConfig",
         auto={

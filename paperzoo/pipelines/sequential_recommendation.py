@@ -34,7 +34,7 @@ class SequentialRecommendationPipeline(Pipeline):
     _load_processor = False
     _load_feature_extractor = True
 
-    model_types = ("paperzoo_sasrec", "paperzoo_gru4rec", "paperzoo_caser", "paperzoo_fmlprec")
+    model_types = ("paperzoo_sasrec", "paperzoo_gru4rec", "paperzoo_caser", "paperzoo_fmlprec", "paperzoo_e4srec")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -482,6 +482,35 @@ FMLPREC = _seqrec_architecture("fmlprec", paperzoo.FMLPRecConfig, paperzoo.FMLPR
                                (("layer_norm_eps", -1.0), ("intermediate_size", 0)), task="last_item",
                                num_hidden_layers=2)
 
+# E4SRec: a tiny Llama (GQA) as the sequence encoder over the same item windows as the sequential recommenders
+
+
+def _e4srec_config(**overrides):
+    from transformers import LlamaConfig
+
+    base_config = LlamaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=2, intermediate_size=48, max_position_embeddings=64)
+    kwargs = dict(base_config=base_config, num_items=40, max_length=13, hidden_size=24, hidden_dropout_prob=0.0)
+    kwargs.update(overrides)
+    return paperzoo.E4SRecConfig(**kwargs)
+
+
+E4SREC = Architecture(
+    name="e4srec",
+    config_class=paperzoo.E4SRecConfig,
+    tiny=_e4srec_config,
+    classes=(ModelClass(paperzoo.E4SRecForSequentialRecommendation, "AutoModel", "next_item", "FEATURE_EXTRACTION"),),
+    inputs=_seqrec_inputs,
+    processor=_seqrec_processor,
+    bad_values=(("num_items", 0), ("loss_type", "mse"), ("max_length", 65), ("hidden_dropout_prob", 1.0)),
+    not_applicable={
+        **{k: v for k, v in _SEQREC_NOT_APPLICABLE.items() if k not in ("peft", "activation_checkpointing")},
+        "hidden_states": "one encoder output per position (last_hidden_state); the LLM's per-layer states are its own "
+                         "(model.llm(..., output_hidden_states=True))",
+    },
+    atol=1e-6,  # transformers computes rotary angles in fp32 even in a float64 model
+)
+
 # ----------------------------------------------------------------------------------------------------------------------
 # KCF-PLM: two tiny BERT towers, a random 30-edge KG over 14 nodes, pairs with 0-4 aspects (one row with none)
 
@@ -592,7 +621,7 @@ KCF_PLM = Architecture(
 
 
 ARCHITECTURES = (RETNET, YOCO, YOCO_SWA, RRL, FOCUSLLM, SIGMA_VAE, LATENTLM, LATENTLM_RETNET, SASREC, GRU4REC, CASER,
-                 FMLPREC, KCF_PLM)
+                 FMLPREC, E4SREC, KCF_PLM)
 
 
 def cases(capability: str | None = None, tasks: tuple[str | None, ...] | None = None) -> list:
