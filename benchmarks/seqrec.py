@@ -48,7 +48,8 @@ def data(max_length: int = 50):
 
 def run(name: str, loss: str, seed: int, epochs: int, processor, train, valid, test, batch: int = 512,
         lr: float = 1e-3, eval_every: int = 5, **config) -> dict:
-    """Train one model with Trainer and return its test metrics (best validation NDCG@10 checkpoint) and timings."""
+    """Train one model with Trainer and return its test metrics (best validation NDCG@10 checkpoint), timings and
+    the model (that checkpoint's weights: benchmarks/llm_recommendation.py retrieves with it)."""
     from datasets import Dataset
     from transformers import Trainer
 
@@ -73,7 +74,7 @@ def run(name: str, loss: str, seed: int, epochs: int, processor, train, valid, t
         prediction = trainer.predict(Dataset.from_list(evaluation_rows(processor, test)))
     metrics = RankingMetrics(test)(prediction)
     return {"metrics": metrics, "valid_ndcg10": best, "best_epoch": (best_step or 0) / steps,
-            "seconds_per_epoch": seconds / epochs, "train_loss": result.training_loss}
+            "seconds_per_epoch": seconds / epochs, "train_loss": result.training_loss, "model": model.eval()}
 
 
 def losses_part(models, losses, seeds, epochs) -> None:
