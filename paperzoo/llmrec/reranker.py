@@ -168,17 +168,19 @@ def retrieve(recommender, processor, histories: Sequence[Sequence[int]], num_can
 
 
 def evaluate_reranker(reranker: LLMReranker, recommender, processor, rows, titles: Mapping[str, str],
-                      users: Sequence[int] | None = None, ks=(1, 5, 10), progress: bool = False) -> RerankEvaluation:
+                      users: Sequence[int] | None = None, ks=None, progress: bool = False) -> RerankEvaluation:
     """Rerank the recommender's top `reranker.num_candidates` for the evaluation rows (paperzoo.processors.seqrec
     EvaluationRows; `users`: a subset of their indices) and score the final list by full ranking.
 
     The final list is the candidates in the LLM's order followed by every other unseen item in the retriever's
     order, so a target outside the candidates keeps its retriever rank (beyond the candidates) and a target among
     them gets 1 + the number of other candidates the LLM scores at least as high (ties against the target, as in
-    paperzoo.metrics.ranking)."""
+    paperzoo.metrics.ranking). `ks`: the cut-offs of HR/NDCG/MRR@k (default 1, 5, 10)."""
     import torch
 
-    from ..metrics.ranking import metrics_from_ranks, target_ranks
+    from ..metrics.ranking import DEFAULT_KS, metrics_from_ranks, target_ranks
+
+    ks = DEFAULT_KS if ks is None else ks
 
     users = list(range(len(rows.targets))) if users is None else list(users)
     if not users:
@@ -195,7 +197,7 @@ def evaluate_reranker(reranker: LLMReranker, recommender, processor, rows, title
     k = candidates.shape[1]
     hit = candidates == targets[:, None]  # [B, k]
     found = hit.any(1)  # [B]
-    target_llm = (llm_scores * hit).sum(1, keepdim=True)  # [B, 1]: the target's score where it is a candidate
+    target_llm = torch.where(hit, llm_scores, 0.0).sum(1, keepdim=True)  # [B, 1]: the target's, where it is one
     in_candidates = 1 + ((llm_scores >= target_llm) & ~hit).sum(1)  # [B]
     final = torch.where(found, in_candidates, retriever_ranks.clamp(min=k + 1))  # [B]
     # a random order puts a found target at each of the k places with probability 1/k

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModel
+from transformers import AutoModel, pipeline
 
 from paperzoo import (E4SRecConfig, E4SRecForSequentialRecommendation, SASRecConfig,
                       SASRecForSequentialRecommendation)
@@ -58,10 +58,15 @@ def test_from_llm_keeps_the_llm_weights_and_the_item_table(tmp_path):
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     assert model.llm.embed_tokens is None  # the token table is not kept
     model.save_pretrained(tmp_path)
+    SequentialRecommendationProcessor([f"i{i}" for i in range(1, 13)], max_length=8).save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     ids = torch.tensor([[0, 3, 4, 5], [6, 7, 8, 9]])
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, model.eval()(ids).logits)
+        _, top = model.recommend(torch.tensor([[3, 4, 5]]), k=3)
+    # the sequential-recommendation pipeline serves it as any sequential recommender
+    assert [r["item_id"] for r in pipeline("sequential-recommendation", model=str(tmp_path))(
+        ["i3", "i4", "i5"], top_k=3)] == top[0].tolist()
     with pytest.raises(ValueError, match=r"item_embeddings must be \[num_items \+ 1, d\]"):
         E4SRecForSequentialRecommendation.from_llm(llm, num_items=5, item_embeddings=torch.zeros(4, 16))
     with pytest.raises(ValueError, match="num_items is needed"):
