@@ -72,13 +72,19 @@ def _option_tokens(tokenizer, prompt_ids: list[int], prompt: str, option: str) -
 
 
 def option_log_likelihoods(model, tokenizer, prompts: list[str], options, batch_size: int = 8,
-                           progress: bool = False, desc: str = "scoring") -> list[list[float]]:
+                           progress: bool = False, desc: str = "scoring", share_prefix: bool = True
+                           ) -> list[list[float]]:
     """log p(option | prompt), summed over the option's tokens, for every option of every prompt.
 
     `options`: one list of strings shared by all prompts, or one list per prompt. Where every option of a prompt is
     a single token, one forward of the prompt scores them all (the next-token distribution); otherwise each
     (prompt, option) pair is a row. Batches of `batch_size` rows, left-padded, positions counted from each row's
-    first real token."""
+    first real token. `share_prefix`: the tokens every prompt starts with (a few-shot prompt's instruction and
+    examples) are read once and their KV cache reused by every batch (rows are [prefix, padding, suffix], the padding
+    masked), when there are at least 64 of them."""
+    import copy
+    import os
+
     import torch
     from tqdm.auto import tqdm
 
@@ -102,17 +108,28 @@ def option_log_likelihoods(model, tokenizer, prompts: list[str], options, batch_
     scores = [[0.0] * len(c) for c in options]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
+    # the shared prefix, one token short of the shortest row (a row must read at least one token of its own)
+    prefix = os.path.commonprefix([r[2] for r in rows])[: min(len(r[2]) for r in rows) - 1] if share_prefix else []
+    P = len(prefix) if len(prefix) >= 64 else 0
+    if P:
+        with torch.no_grad():
+            prefix_cache = model(input_ids=torch.tensor([prefix], device=device), use_cache=True).cache
     order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]) + len(rows[r][1][0][1]))  # less padding
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     with torch.no_grad():
         for batch in tqdm(batches, desc=desc, disable=not progress or len(batches) < 2):
             # a single-token row reads the prompt only; a multi-token row reads prompt + option[:-1]
-            seqs = [rows[r][2] + (rows[r][1][0][1][:-1] if len(rows[r][1]) == 1 else []) for r in batch]
+            seqs = [rows[r][2][P:] + (rows[r][1][0][1][:-1] if len(rows[r][1]) == 1 else []) for r in batch]
             width = max(len(s) for s in seqs)
             input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)  # [b, W]
             mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
-            positions = (mask.cumsum(1) - 1).clamp(min=0)
-            logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+            positions = P + (mask.cumsum(1) - 1).clamp(min=0)
+            kwargs = {}
+            if P:
+                kwargs["cache"] = copy.deepcopy(prefix_cache)
+                kwargs["cache"].batch_repeat_interleave(len(batch))
+                mask = torch.cat([mask.new_ones(len(batch), P), mask], 1)  # [b, P + W]
+            logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **kwargs).logits
             logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)  # [b, W, V]
             for b, r in enumerate(batch):
                 i, choices, prompt_ids = rows[r]

@@ -69,3 +69,25 @@ def test_render_prompt_without_a_chat_template_is_plain_and_says_so(llm):
         assert render_prompt(tokenizer, "Which class?", "Answer:", "never")[1] == "plain"
     finally:
         tokenizer.chat_template = None
+
+
+def test_a_shared_prefix_is_read_once_with_the_same_scores(llm):
+    model, tokenizer = llm
+    shared = "Convert the SPARQL queries to natural language questions.\n" * 8  # > 64 tokens every prompt starts with
+    prompts = [shared + p for p in PROMPTS]
+    assert len(tokenizer(shared)["input_ids"]) >= 64
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape if "input_ids" in kw else None), with_kwargs=True)
+    try:
+        for options in ([" A", " B"], [" disease or syndrome", " virus"]):
+            calls.clear()
+            reused = option_log_likelihoods(model, tokenizer, prompts, options, batch_size=2)
+            calls[:] = [c for c in calls if c is not None]
+            assert calls[0][0] == 1 and calls[0][1] >= 64  # the prefix, once
+            assert all(shape[1] < calls[0][1] for shape in calls[1:])  # then the suffixes only
+            plain = option_log_likelihoods(model, tokenizer, prompts, options, batch_size=2, share_prefix=False)
+            expected = [[reference(model, tokenizer, p, o) for o in options] for p in prompts]
+            assert sum(reused, []) == pytest.approx(sum(expected, []), abs=1e-9)
+            assert sum(plain, []) == pytest.approx(sum(expected, []), abs=1e-9)
+    finally:
+        hook.remove()
