@@ -74,6 +74,9 @@ def test_subpackages_are_attributes():
     assert paperzoo.metrics.available() == ["full_ranking", "kbqa", "macro_f1", "sampled_ranking"]
     assert {"hub", "kbqa", "metrics", "modeling", "pipelines"} <= set(dir(paperzoo))
     assert paperzoo.kbqa.OxigraphBackend is importlib.import_module("paperzoo.kbqa.backends").OxigraphBackend
+    assert {"diagnosis", "llm", "llmrec"} <= set(dir(paperzoo))
+    comparison = importlib.import_module("paperzoo.diagnosis.comparison")
+    assert paperzoo.diagnosis.compare is comparison.compare  # the function, never its module
 
 
 def test_unknown_attribute_raises_attribute_error():
