@@ -155,10 +155,11 @@ def retrieve(recommender, processor, histories: Sequence[Sequence[int]], num_can
     import torch
 
     scores = []
+    device = getattr(recommender, "device", None)  # a PreTrainedModel's; the batch follows it
     with torch.no_grad():
         for start in range(0, len(histories), batch_size):
             batch = processor(list(histories[start:start + batch_size]), return_tensors="pt")
-            scores.append(recommender(**batch).logits.float())
+            scores.append(recommender(**(batch.to(device) if device is not None else batch)).logits.float().cpu())
     scores = torch.cat(scores)  # [B, N + 1]
     unseen = scores.clone()
     for row, history in enumerate(histories):  # the whole history, not only the window the model reads
