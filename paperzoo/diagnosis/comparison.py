@@ -220,6 +220,9 @@ def compare(frame, target: str | None = None, task: DiagnosisTask | None = None,
     elif target is not None and target != task.target:
         raise ValueError(f"target={target!r} but the task's target is {task.target!r}")
     task.check_frame(frame)
+    if not frame.index.is_unique:
+        raise ValueError(f"the table's index repeats labels (e.g. {frame.index[frame.index.duplicated()][0]!r}): "
+                         "predictions and folds are keyed by row label; pass frame.reset_index(drop=True)")
     features = list(task.features)
     X, y = frame[features], frame[task.target].astype(str).to_numpy()
     numeric = [c for c in features if task.features[c].kind == "number"]

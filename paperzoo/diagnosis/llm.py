@@ -162,8 +162,9 @@ class LLMDiagnoser:
         self.ranges_ = {c: (values[c].quantile(0.25), values[c].quantile(0.75)) for c in numbers}
         self.fill_ = {c: (values[c].median() if c in numbers else frame[c].mode(dropna=True).iloc[0])
                       for c in columns}
-        self.example_index_ = self._draw_examples(frame)
-        self._examples = [(frame.loc[i], str(frame.loc[i, self.task.target])) for i in self.example_index_]
+        positions = self._draw_examples(frame)
+        self.example_index_ = frame.index[positions].tolist()  # the rows' labels, for the record
+        self._examples = [(frame.iloc[p], str(frame[self.task.target].iloc[p])) for p in positions]
         return self
 
     def _select(self, frame, columns: list[str]) -> list[str]:
@@ -186,13 +187,14 @@ class LLMDiagnoser:
         keep = set(np.argsort(-scores, kind="stable")[: self.max_features].tolist())
         return [c for i, c in enumerate(columns) if i in keep]
 
-    def _draw_examples(self, frame) -> list:
-        """`shots` training rows, as equal a number per class as the class sizes allow, in a seeded shuffled order."""
+    def _draw_examples(self, frame) -> list[int]:
+        """Positions of `shots` training rows, as equal a number per class as the class sizes allow, in a seeded
+        shuffled order."""
         if not self.shots:
             return []
         rng = np.random.RandomState(self.seed)
-        target = frame[self.task.target].astype(str)
-        pools = {c: list(rng.permutation(frame.index[target == c].to_numpy())) for c in self.task.classes}
+        target = frame[self.task.target].astype(str).to_numpy()
+        pools = {c: list(rng.permutation(np.flatnonzero(target == c))) for c in self.task.classes}
         picked = []
         while len(picked) < min(self.shots, len(frame)):
             for c in self.task.classes:
@@ -208,7 +210,7 @@ class LLMDiagnoser:
         for name in self.shown_features_:
             feature = self.task.features[name]
             value = record.get(name, None) if hasattr(record, "get") else None
-            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            missing = value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
             if missing and self.missing == "error":
                 raise ValueError(f"{where} has no value for feature {name!r} ({feature.description}); pass "
                                  f"missing='impute' (training median / most frequent value, stated in the prompt) "

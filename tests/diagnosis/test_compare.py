@@ -164,6 +164,8 @@ def test_bad_input(ad):
         compare(frame.drop(columns="tau"), task=task, shots=())
     with pytest.raises(ValueError, match="shots="):
         compare(frame, task=task, shots=(-1,))
+    with pytest.raises(ValueError, match="index repeats labels"):
+        compare(pd.concat([frame, frame.iloc[:5]]), task=task, shots=())
 
 
 def test_cli_compare_writes_the_table(tmp_path, capsys):
