@@ -83,6 +83,7 @@ def option_log_likelihoods(model, tokenizer, prompts: list[str], options, batch_
     examples) are read once and their KV cache reused by every batch (rows are [prefix, padding, suffix], the padding
     masked), when there are at least 64 of them."""
     import copy
+    import inspect
     import os
 
     import torch
@@ -111,6 +112,7 @@ def option_log_likelihoods(model, tokenizer, prompts: list[str], options, batch_
     # the shared prefix, one token short of the shortest row (a row must read at least one token of its own)
     prefix = os.path.commonprefix([r[2] for r in rows])[: min(len(r[2]) for r in rows) - 1] if share_prefix else []
     P = len(prefix) if len(prefix) >= 64 else 0
+    takes_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     if P:
         with torch.no_grad():
             prefix_cache = model(input_ids=torch.tensor([prefix], device=device), use_cache=True).cache
@@ -129,8 +131,13 @@ def option_log_likelihoods(model, tokenizer, prompts: list[str], options, batch_
                 kwargs["cache"] = copy.deepcopy(prefix_cache)
                 kwargs["cache"].batch_repeat_interleave(len(batch))
                 mask = torch.cat([mask.new_ones(len(batch), P), mask], 1)  # [b, P + W]
+            # only the last `keep` positions predict option tokens: the LM head and the log-softmax skip the rest
+            keep = max(len(rows[r][1][0][1]) if len(rows[r][1]) == 1 else 1 for r in batch)
+            if takes_keep:
+                kwargs["logits_to_keep"] = keep
             logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **kwargs).logits
-            logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)  # [b, W, V]
+            logits = logits[:, -keep:]
+            logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)  # [b, keep, V]
             for b, r in enumerate(batch):
                 i, choices, prompt_ids = rows[r]
                 if len(choices) > 1 or len(choices[0][1]) == 1:  # next-token scores at the last position
@@ -139,7 +146,7 @@ def option_log_likelihoods(model, tokenizer, prompts: list[str], options, batch_
                 else:  # positions W - n .. W - 1 predict the option's n tokens
                     j, t = choices[0]
                     n = len(t)
-                    steps = logp[b, width - n : width]  # [n, V]: position W-n predicts t[0], ..., W-1 predicts t[-1]
+                    steps = logp[b, keep - n :]  # [n, V]: position W-n predicts t[0], ..., W-1 predicts t[-1]
                     scores[i][j] = float(steps.gather(1, torch.tensor(t, device=device)[:, None]).sum())
     return scores
 
