@@ -40,8 +40,9 @@ def diagnosis(args) -> None:
     shots = [int(k) for k in args.shots.split(",") if k.strip()]
     explain = [int(k) for k in args.explain_shots.split(",") if k.strip()]
     start = time.perf_counter()
-    result = compare(frame, task=task, shots=shots, llm=args.llm, n_folds=5, seed=args.seed, out=args.output,
-                     rrl_params=rrl_params("ad_data", None), explain_shots=explain,
+    methods = [m for m in args.methods.split(",") if m]
+    result = compare(frame, task=task, methods=methods, shots=shots, llm=args.llm, n_folds=5, seed=args.seed,
+                     out=args.output, rrl_params=rrl_params("ad_data", None), explain_shots=explain,
                      llm_options={"max_features": args.max_features, "scoring": args.scoring,
                                   "batch_size": args.llm_batch_size})
     print(f"\nad_data: {len(frame)} subjects, {len(task.features)} features, 5 folds (seed {args.seed}); LLM "
@@ -53,6 +54,7 @@ def diagnosis(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", choices=("diagnosis", "recommendation"), default="diagnosis")
+    parser.add_argument("--methods", default="majority,rrl,lr,cart,rf,gb", help="traditional tools (and the floor)")
     parser.add_argument("--shots", default="0,4,8")
     parser.add_argument("--explain-shots", default="0", help="LLM rows with explanations (faithfulness)")
     parser.add_argument("--llm", default=None, help="causal LM id or folder (default: offline SmolLM2-135M-Instruct)")

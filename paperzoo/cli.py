@@ -551,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--task", default=None, help="a task description JSON (feature descriptions and units) or a "
                     "built-in name; default: from the table's columns (or ad_data's own)")
     dc.add_argument("--output", "-o", required=True, help="folder for the table, the cases and the plot")
-    dc.add_argument("--methods", default="rrl,lr,cart,rf,gb", help="traditional tools (default: all five)")
+    dc.add_argument("--methods", default="rrl,lr,cart,rf,gb",
+                    help="traditional tools (default: the five; `majority` adds the majority-class floor)")
     dc.add_argument("--shots", type=lambda t: [int(v) for v in t.split(",") if v.strip()], default=[0, 4, 8],
                     help="LLM examples per prompt, one LLM row each (default 0,4,8; empty: no LLM)")
     dc.add_argument("--llm", default=None, help="any causal LM id or folder (default: offline SmolLM2-135M-Instruct)")

@@ -29,7 +29,7 @@ import numpy as np
 from .task import DiagnosisTask
 
 TRADITIONAL = {"rrl": "RRL", "lr": "logistic regression", "cart": "CART", "rf": "random forest",
-               "gb": "gradient boosting"}
+               "gb": "gradient boosting", "majority": "majority class"}  # the last: the floor any method must beat
 INVALID = "<invalid>"  # the prediction of an LLM answer that names no option: wrong for every class
 
 
@@ -50,6 +50,7 @@ def stratified_folds(y, n_folds: int = 5, seed: int = 0) -> list[np.ndarray]:
 def traditional_model(name: str, numeric: list[str], categorical: list[str], seed: int, rrl_params: dict | None):
     """A fresh, unfitted estimator for a traditional tool, its preprocessing fitted with it on the training fold."""
     from sklearn.compose import ColumnTransformer
+    from sklearn.dummy import DummyClassifier
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -70,7 +71,8 @@ def traditional_model(name: str, numeric: list[str], categorical: list[str], see
     model = {"lr": lambda: LogisticRegression(max_iter=5000),
              "cart": lambda: DecisionTreeClassifier(random_state=seed),
              "rf": lambda: RandomForestClassifier(n_estimators=300, random_state=seed),
-             "gb": lambda: GradientBoostingClassifier(random_state=seed)}[name]()
+             "gb": lambda: GradientBoostingClassifier(random_state=seed),
+             "majority": lambda: DummyClassifier(strategy="most_frequent")}[name]()
     return make_pipeline(columns, model)
 
 
@@ -169,10 +171,10 @@ class Comparison:
         for offset, key, label in ((-0.2, "accuracy", "accuracy"), (0.2, "macro_f1", "macro-F1")):
             ax.bar(x + offset, table[f"{key}_mean"], 0.4, yerr=table[f"{key}_sd"], capsize=3, label=label)
         ax.set_xticks(x, table["name"], rotation=30, ha="right")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.15)  # room for the legend above the bars
         ax.set_ylabel(f"mean over {len(self.folds)} folds (± sd)")
         ax.set_title(f"{self.task.name}: LLM vs traditional tools, same folds")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper right", ncol=2)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)

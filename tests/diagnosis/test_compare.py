@@ -176,10 +176,10 @@ def test_cli_compare_writes_the_table(tmp_path, capsys):
     table["label"] = np.where(table.x > 0, "yes", "no")
     table.to_csv(tmp_path / "data.csv", index=False)
     code = main(["diagnose", "compare", str(tmp_path / "data.csv"), "--target", "label", "--shots", "",
-                 "--methods", "lr,cart", "--folds", "3", "--output", str(tmp_path / "out"), "--quiet"])
+                 "--methods", "lr,cart,majority", "--folds", "3", "--output", str(tmp_path / "out"), "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "| logistic regression |" in out and "| CART |" in out
+    assert "| logistic regression |" in out and "| CART |" in out and "| majority class |" in out
     assert (tmp_path / "out" / "comparison.png").is_file()
     assert main(["diagnose", "compare", str(tmp_path / "data.csv"), "--target", "nope", "--shots", "",
                  "--output", str(tmp_path / "out2")]) == 2
