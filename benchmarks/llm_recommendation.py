@@ -107,7 +107,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-candidates", type=int, default=20)
     parser.add_argument("--llm", default=None, help="a causal LM id or folder (default: the offline SmolLM2-135M)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--losses", default="ce,sce,bce", help="SASRec losses (ce first: the reranker and E4SRec "
+                        "build on SASRec-CE)")
+    parser.add_argument("--no-e4srec", action="store_true", help="skip E4SRec (e.g. a reranker-only run)")
     args = parser.parse_args(argv)
+    losses = args.losses.split(",")
+    if losses[0] != "ce":
+        parser.error(f"--losses={args.losses!r} must start with ce: the reranker and E4SRec use SASRec-CE")
     torch.set_num_threads(args.threads)
     import transformers
 
@@ -127,7 +133,7 @@ def main(argv=None) -> dict:
     rows: dict[str, list[dict]] = {}
     for seed in seeds:
         sasrec = {}
-        for loss in ("ce", "sce", "bce"):
+        for loss in losses:
             result = run("sasrec", loss, seed, args.sasrec_epochs, processor, train, valid, test)
             sasrec[loss] = result.pop("model")
             rows.setdefault(f"sasrec-{loss}", []).append(result)
@@ -144,6 +150,8 @@ def main(argv=None) -> dict:
                   f"random order {evaluation.random_order['ndcg@10']:.4f} / {evaluation.random_order['hr@10']:.4f}; "
                   f"recall@{evaluation.num_candidates} {evaluation.retrieval_recall:.4f} "
                   f"({evaluation.seconds_per_user:.2f} s/user)", flush=True)
+            if args.no_e4srec:
+                continue
             e4 = e4srec_run(sasrec["ce"], seed, args.e4srec_epochs, processor, valid, test, args.llm,
                             max_length=args.e4srec_max_length)
             rows.setdefault("e4srec", []).append(e4)

@@ -19,6 +19,7 @@ renamed into place.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .task import DiagnosisTask
 
 TRADITIONAL = {"rrl": "RRL", "lr": "logistic regression", "cart": "CART", "rf": "random forest",
                "gb": "gradient boosting", "majority": "majority class"}  # the last: the floor any method must beat
+PLOT_INSTALL = 'pip install "paperzoo[diagnosis]" (or matplotlib)'
 INVALID = "<invalid>"  # the prediction of an LLM answer that names no option: wrong for every class
 
 
@@ -160,10 +162,13 @@ class Comparison:
 
     def plot(self, path) -> None:
         """Bars of accuracy and macro-F1 per method, error bars the standard deviation over the folds."""
-        import matplotlib
+        try:
+            import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError(f"the comparison plot needs matplotlib: {PLOT_INSTALL}") from None
 
         table = self.table
         x = np.arange(len(table))
@@ -208,6 +213,8 @@ def compare(frame, target: str | None = None, task: DiagnosisTask | None = None,
     from .faithfulness import overlap, rule_features
     from .llm import LLMDiagnoser
 
+    if out is not None and importlib.util.find_spec("matplotlib") is None:  # before hours of work, not after
+        raise ImportError(f"compare(out=...) writes a plot and needs matplotlib: {PLOT_INSTALL}")
     unknown = [m for m in methods if m not in TRADITIONAL]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; traditional tools: {sorted(TRADITIONAL)} (the LLM runs for "
@@ -286,5 +293,5 @@ def compare(frame, target: str | None = None, task: DiagnosisTask | None = None,
     return result
 
 
-__all__ = ["Comparison", "INVALID", "TRADITIONAL", "compare", "display_name", "stratified_folds",
+__all__ = ["Comparison", "INVALID", "PLOT_INSTALL", "TRADITIONAL", "compare", "display_name", "stratified_folds",
            "traditional_model"]
