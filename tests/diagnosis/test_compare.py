@@ -101,7 +101,8 @@ def test_invalid_generated_answers_count_as_wrong(ad, monkeypatch):
                      progress=False, llm_options={"scoring": "generate"})
     table = result.table
     assert table.accuracy_mean[0] == 0.0 and table.invalid[0] == len(frame)
-    assert set(result.predictions["llm-0"].values()) == {compare_module.INVALID}
+    assert result.methods == ["llm-0-gen"] and result.table.name[0] == "LLM zero-shot, generated"
+    assert set(result.predictions["llm-0-gen"].values()) == {compare_module.INVALID}
 
 
 def test_faithfulness_is_measured_against_the_rules_that_fired(ad, tmp_path, monkeypatch):
@@ -129,6 +130,15 @@ def test_faithfulness_is_measured_against_the_rules_that_fired(ad, tmp_path, mon
     assert json.loads((tmp_path / "out" / "folds.json").read_text()) == result.folds
     assert "| RRL |" in (tmp_path / "out" / "table.md").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the temporary folder was renamed
+    # reloaded, and joined with a run on the same folds: one table
+    loaded = compare_module.Comparison.load(tmp_path / "out")
+    assert loaded.markdown() == result.markdown() and loaded.folds == result.folds
+    other = compare(frame, task=task, methods=("majority",), shots=(), n_folds=2, progress=False)
+    joined = loaded.join(other)
+    assert joined.methods == ["rrl", "llm-0", "majority"]
+    assert joined.table.accuracy_mean[2] == pytest.approx(other.table.accuracy_mean[0])
+    with pytest.raises(ValueError, match="same folds"):
+        loaded.join(compare(frame, task=task, methods=("majority",), shots=(), n_folds=3, progress=False))
 
 
 def test_rule_features_read_the_fired_rules_exactly(ad):
