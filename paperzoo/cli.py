@@ -415,8 +415,8 @@ def _diagnose_compare(args) -> None:
     result = compare(table, target, task=task, methods=methods, shots=args.shots, llm=args.llm,
                      n_folds=args.folds, seed=args.seed, out=output, progress=not args.quiet, llm_options=options)
     print(result.markdown())
-    print(f"written to {output} (table.md, table.csv, per_fold.csv, predictions.csv, faithfulness.csv, folds.json, "
-          f"summary.json, comparison.png)")
+    print(f"written to {output} (table.md, table.csv, per_fold.csv, predictions.csv, faithfulness.csv, answers.csv, "
+          f"folds.json, task.json, summary.json, comparison.png)")
 
 
 def build_parser() -> argparse.ArgumentParser:

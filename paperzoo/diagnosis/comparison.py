@@ -13,7 +13,7 @@ Faithfulness (with RRL and an LLM among the methods): per test case, the LLM's c
 of the RRL rules that fired on that case, RRL fitted on the same training fold (paperzoo.diagnosis.faithfulness).
 
 `save(folder)` (or `out=`) writes table.md / table.csv, per_fold.csv, predictions.csv, faithfulness.csv,
-folds.json, summary.json and comparison.png (accuracy and macro-F1 with their fold spread) to a temporary folder
+answers.csv (what the LLM said per case), folds.json, task.json, summary.json and comparison.png (accuracy and macro-F1 with their fold spread) to a temporary folder
 renamed into place.
 """
 
@@ -85,6 +85,7 @@ class Comparison:
     per_fold: list[dict] = field(default_factory=list)  # method, fold, accuracy, macro_f1, seconds, invalid
     predictions: dict = field(default_factory=dict)  # method -> {row label: predicted class}
     cases: list[dict] = field(default_factory=list)  # faithfulness per (LLM method, test case)
+    answers: list[dict] = field(default_factory=list)  # what the LLM said per (LLM method, test case)
     settings: dict = field(default_factory=dict)
 
     @property
@@ -147,6 +148,7 @@ class Comparison:
             pd.DataFrame(self.per_fold).to_csv(tmp / "per_fold.csv", index=False)
             pd.DataFrame(self.predictions).rename_axis("row").to_csv(tmp / "predictions.csv")
             pd.DataFrame(self.cases).to_csv(tmp / "faithfulness.csv", index=False)
+            pd.DataFrame(self.answers).to_csv(tmp / "answers.csv", index=False)
             (tmp / "folds.json").write_text(json.dumps([[_plain(i) for i in f] for f in self.folds]),
                                             encoding="utf-8")
             summary = {"settings": self.settings, "faithfulness": self.faithfulness(),
@@ -169,12 +171,14 @@ class Comparison:
         folder = Path(folder)
         if not (folder / "summary.json").is_file():
             raise ValueError(f"{folder} holds no saved comparison (no summary.json)")
-        cases = pd.read_csv(folder / "faithfulness.csv") if (folder / "faithfulness.csv").stat().st_size > 1 else None
+        def records(name):  # an empty table is written as an empty file
+            path = folder / name
+            return pd.read_csv(path).to_dict(orient="records") if path.is_file() and path.stat().st_size > 1 else []
+
         predictions = pd.read_csv(folder / "predictions.csv", index_col="row")
         return cls(DiagnosisTask.load(folder / "task.json"), json.loads((folder / "folds.json").read_text()),
-                   pd.read_csv(folder / "per_fold.csv").to_dict(orient="records"),
-                   {m: predictions[m].to_dict() for m in predictions.columns},
-                   [] if cases is None else cases.to_dict(orient="records"),
+                   records("per_fold.csv"), {m: predictions[m].to_dict() for m in predictions.columns},
+                   records("faithfulness.csv"), records("answers.csv"),
                    json.loads((folder / "summary.json").read_text())["settings"])
 
     def join(self, other: Comparison) -> Comparison:
@@ -185,7 +189,7 @@ class Comparison:
         return Comparison(self.task, self.folds, self.per_fold + [r for r in other.per_fold
                                                                   if r["method"] not in ours],
                           {**other.predictions, **self.predictions}, self.cases + other.cases,
-                          {"joined": [self.settings, other.settings]})
+                          self.answers + other.answers, {"joined": [self.settings, other.settings]})
 
     def plot(self, path) -> None:
         """Bars of accuracy and macro-F1 per method, error bars the standard deviation over the folds."""
@@ -309,6 +313,10 @@ def compare(frame, target: str | None = None, task: DiagnosisTask | None = None,
             if outputs is not None:
                 result.per_fold[-1]["examples"] = [_plain(i) for i in diagnoser.example_index_]
                 result.per_fold[-1]["shown_features"] = diagnoser.shown_features_
+                result.answers += [{"method": method, "fold": fold, "row": row, "label": o["label"],
+                                    "answer_text": o["answer_text"], "explanation": o["explanation"],
+                                    "cited": o["cited_features"]}
+                                   for row, o in zip(frame.index[test].tolist(), outputs)]
                 if rrl is not None and (diagnoser.explain or diagnoser.scoring == "generate"):
                     reference = rule_features(rrl, X.iloc[test])
                     for row, o, ref in zip(frame.index[test].tolist(), outputs, reference):

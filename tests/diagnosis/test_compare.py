@@ -123,8 +123,9 @@ def test_faithfulness_is_measured_against_the_rules_that_fired(ad, tmp_path, mon
     summary = result.faithfulness()["llm-0"]
     assert summary["cases"] == len(frame)
     assert summary["precision"] == pytest.approx(np.mean([c["precision"] for c in result.cases]))
-    for name in ("table.md", "table.csv", "per_fold.csv", "predictions.csv", "faithfulness.csv", "folds.json",
-                 "summary.json", "comparison.png"):
+    assert [a["explanation"] for a in result.answers] == ["tau is high and the Genotype is E4"] * len(frame)
+    for name in ("table.md", "table.csv", "per_fold.csv", "predictions.csv", "faithfulness.csv", "answers.csv",
+                 "folds.json", "task.json", "summary.json", "comparison.png"):
         assert (tmp_path / "out" / name).is_file(), name
     assert (tmp_path / "out" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "out" / "folds.json").read_text()) == result.folds
