@@ -20,9 +20,10 @@ Per seed, in this order (so that a run cut short has every row of the seeds it f
 
 Sizes (chosen from measurements on this 2-core machine, one thread, beside another single-thread benchmark):
 SmolLM2 reads a reranking prompt of ~470 tokens (10 titles, 20 candidates) in ~1.5 s at batch 1; batches of 8 were
-slower per user (paperzoo.llm.option_log_likelihoods computes the log-softmax over the whole vocabulary at every
-position, ~0.8 GB of [rows, tokens, 49,152] logits for 8 such rows), so `--rerank-batch 1`; 100 users × 3 seeds
-≈ 8 min. One E4SRec step (32 windows × 20 items, forward + backward through the 135M LLM with LoRA) takes ~3 s:
+slower per user when option_log_likelihoods still took the log-softmax over the whole vocabulary at every position
+(~0.8 GB of logits; it now asks for the last position's only, and larger batches were not re-measured), so
+`--rerank-batch 1`; 100 users × 3 seeds ≈ 8 min (all 943 users, `--rerank-users 0`: ~0.97 s per user, 15 min per
+seed). One E4SRec step (32 windows × 20 items, forward + backward through the 135M LLM with LoRA) takes ~3 s:
 30 steps per epoch plus ~40 s of validation, ~150 s per epoch; 3 epochs × 3 seeds ≈ 23 min. SASRec: 9 runs × 20
 epochs ≈ 15 min. The whole run took 51 min on one core (2026-12-06).
 """
