@@ -8,6 +8,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .causal_lm import check_causal_lm_config
 from .seqrec import SequentialRecommenderConfig
 
 # the default LLM: SmolLM2-135M-Instruct's shape (paperzoo.data.local_llm), the LLM every paperzoo LLM pipeline uses
@@ -37,14 +38,8 @@ class E4SRecConfig(SequentialRecommenderConfig):
     max_length: int = 20  # LLM forwards are costly: a shorter window than the small recommenders' 50
 
     def validate(self):
-        from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
-
-        base = self.base_config
-        if not isinstance(base, PreTrainedConfig) or base.is_encoder_decoder \
-                or type(base) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-            raise ValueError(f"base_config={type(base).__name__} (model_type={getattr(base, 'model_type', None)!r}) is "
-                             f"not the config of a decoder-only causal LM registered with AutoModelForCausalLM")
-        limit = getattr(base, "max_position_embeddings", None)
+        check_causal_lm_config("base_config", self.base_config)
+        limit = getattr(self.base_config, "max_position_embeddings", None)
         if limit is not None and self.max_length > limit:
             raise ValueError(f"max_length={self.max_length} is beyond the LLM's max_position_embeddings={limit}")
         super().validate()

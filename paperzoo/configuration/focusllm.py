@@ -7,6 +7,8 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .causal_lm import check_causal_lm_config
+
 CANDIDATE_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 DECODINGS = ("sliding", "growing")
 
@@ -79,19 +81,13 @@ class FocusLLMConfig(PreTrainedConfig):
 
     def validate(self):
         """ValueError naming the first field that cannot work with this base model."""
-        from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
-
-        base = self.base_config
-        if not isinstance(base, PreTrainedConfig) or base.is_encoder_decoder \
-                or type(base) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-            raise ValueError(f"base_config={type(base).__name__} (model_type={getattr(base, 'model_type', None)!r}) is "
-                             f"not the config of a decoder-only causal LM registered with AutoModelForCausalLM")
+        check_causal_lm_config("base_config", self.base_config)
         for name in ("chunk_size", "local_window", "dynamic_prompt_len"):
             positive_int(name, getattr(self, name))
         for name in ("min_len_for_focus", "chunk_batch_size"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
-        limit = getattr(base, "max_position_embeddings", None)
+        limit = getattr(self.base_config, "max_position_embeddings", None)
         if limit is not None and self.local_window >= limit:
             raise ValueError(f"local_window={self.local_window} leaves no position for a candidate: the base model "
                              f"has max_position_embeddings={limit}")
