@@ -287,6 +287,7 @@ def _rrl_train(args) -> None:
         temperature=args.temperature, weight_decay=args.weight_decay, learning_rate=args.learning_rate,
         batch_size=args.batch_size, max_epochs=args.epochs, discrete=discrete, bad_values=args.bad_values,
         device=args.device, kernel_backend=args.kernel_backend, random_state=args.seed, verbose=not args.quiet,
+        max_rules=args.max_rules,
     )
     print(f"{data}: {len(X)} rows, {X.shape[1]} feature columns ({len(schema.discrete_columns)} discrete, "
           f"{len(schema.continuous_columns)} continuous), target {target!r} with {len(classes)} classes")
@@ -324,7 +325,8 @@ def _rrl_train(args) -> None:
     print(f"rules (support: fraction of the {len(X)} training rows on which a rule fires):")
     model.print_rules()
     size = model.complexity()
-    print(f"complexity: {size['rules']} rules, {size['edges']} edges")
+    chosen = f" (max_rules={args.max_rules}: chose {model.selected_params_})" if args.max_rules else ""
+    print(f"complexity: {size['rules']} rules, {size['edges']} edges{chosen}")
     model.save_pretrained(output)
     print(f"saved -> {output}")
 
@@ -493,7 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-thresholds", type=int, default=10, help="bounds per continuous feature (default 10)")
     train.add_argument("--batch-size", type=int, default=32, help="default 32")
     train.add_argument("--learning-rate", type=float, default=2e-3, help="default 2e-3")
-    train.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4")
+    train.add_argument("--weight-decay", type=float, default=1e-4, help="the L2 penalty on the logical and linear "
+                       "weights: larger keeps fewer rules (default 1e-4)")
+    train.add_argument("--max-rules", type=int, default=None, metavar="N",
+                       help="at most N rules: the last layer's width and the weight decay are chosen by validation "
+                       "on a held-out fifth of each training set (RRLClassifier(max_rules=N))")
     train.add_argument("--temperature", type=float, default=1.0, help="initial softmax temperature (default 1)")
     train.add_argument("--activation", choices=("nlaf", "laf"), default="nlaf", help="default nlaf")
     train.add_argument("--kernel-backend", choices=("auto", "reference", "triton"), default="auto",

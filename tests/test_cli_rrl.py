@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -128,6 +129,17 @@ def test_no_header_and_target_position(table, tmp_path):
     assert code == 0, err[-2000:]
     assert "target '9' with 2 classes" in out and "fold " not in out and "RRL epochs" not in err
     assert (tmp_path / "out" / "config.json").is_file()
+
+
+def test_max_rules_bounds_the_saved_rule_set(csv, tmp_path):
+    code, out, err = _run(["rrl", "train", str(csv), "--target", "class", "--folds", "0", "--epochs", "2",
+                           "--max-rules", "6", "--kernel-backend", "reference", "--quiet",
+                           "--output", str(tmp_path / "out")])
+    assert code == 0, err[-2000:]
+    rules = int(out.split("complexity: ")[1].split(" rules")[0])
+    assert 1 <= rules <= 6 and "(max_rules=6: chose {'layer_widths': (" in out
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["layer_widths"][-1] <= 3
 
 
 # ---------------------------------------------------------------------------------------------------- errors

@@ -28,13 +28,22 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
     number); `bad_values` says what a value that is not a number does in a continuous column: "error" (ValueError
     naming the column, the row and the value) or "missing" (a missing value). See `paperzoo.processors.rrl`.
     The target must be class labels: `fit` refuses one that looks continuous (see `class_labels`).
+
+    Accuracy against complexity (the paper's trade-off): the rules are the nodes of the last logical layer that the
+    linear output reads, so there are at most 2 × `layer_widths[-1]` of them (a conjunction and a disjunction per
+    unit; without `use_skip`), and `weight_decay` (the L2 penalty on the logical and linear weights) drives more of
+    them to zero. `max_rules=N` is the handle on top: `fit` tries last-layer widths of N // 2, N // 4, N // 8 and
+    N // 16 with weight decay × 1 and × 10, each trained on a stratified `1 - validation_fraction` of the training
+    rows and scored by macro-F1 on the rest (never on rows `fit` was not given), keeps the one with the fewest rules
+    among those within one validation row (1 / its size) of the best F1, and refits it on every training row: at most
+    N rules by construction. `selection_` records every try, `selected_params_` the choice.
     """
 
     def __init__(self, layer_widths=(64,), num_thresholds=10, activation="nlaf", alpha=0.999, beta=8.0, gamma=1.0,
                  use_not=False, use_skip=False, estimated_grad=False, grafting="hierarchical", temperature=1.0,
                  weight_decay=1e-4, learning_rate=2e-3, lr_decay_rate=0.75, lr_decay_epochs=100, batch_size=32,
                  max_epochs=100, thresholds="quantile", discrete=None, bad_values="error", device="cpu",
-                 kernel_backend="auto", random_state=None, verbose=False):
+                 kernel_backend="auto", random_state=None, verbose=False, max_rules=None, validation_fraction=0.2):
         self.layer_widths = layer_widths
         self.num_thresholds = num_thresholds
         self.activation = activation
@@ -59,6 +68,8 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         self.kernel_backend = kernel_backend
         self.random_state = random_state
         self.verbose = verbose
+        self.max_rules = max_rules
+        self.validation_fraction = validation_fraction
 
     # -------------------------------------------------------------------------------------------------- fit
 
@@ -71,9 +82,21 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"thresholds={self.thresholds!r} is not one of ('quantile', 'random')")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate!r} must be > 0")
+        if self.max_rules is not None:
+            if isinstance(self.max_rules, bool) or not isinstance(self.max_rules, (int, np.integer)) \
+                    or self.max_rules < 2:
+                raise ValueError(f"max_rules={self.max_rules!r} must be an integer ≥ 2 (a conjunction and a "
+                                 f"disjunction per unit of the last logical layer)")
+            if self.use_skip:
+                raise ValueError("max_rules needs use_skip=False: the skip connections feed earlier nodes and literals "
+                                 "to the output, which the last layer's width does not bound")
+            if not 0 < self.validation_fraction < 1:
+                raise ValueError(f"validation_fraction={self.validation_fraction!r} must be in (0, 1)")
 
     def fit(self, X, y):
         self._check_params()
+        if self.max_rules is not None:
+            return self._fit_max_rules(X, y)
         classes = class_labels(y, getattr(y, "name", None))
         y = np.asarray(y)
         processor = RRLProcessor(bad_values=self.bad_values).fit(X, discrete=self.discrete)
@@ -106,6 +129,46 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         self.feature_names_in_ = np.array(processor.columns, dtype=object)
         self._rules = None
         self._measure_support(features)
+        return self
+
+    def max_rules_candidates(self) -> list[dict]:
+        """The settings `max_rules` chooses from: last-layer widths N // 2 … N // 16 (distinct, ≥ 1) × weight decay
+        × 1 and × 10 (1e-4 and 1e-3 when it is 0); earlier layers are kept."""
+        top = int(self.max_rules) // 2
+        widths = sorted({max(1, top >> k) for k in range(4)}, reverse=True)
+        decays = [self.weight_decay, self.weight_decay * 10] if self.weight_decay else [1e-4, 1e-3]
+        return [{"layer_widths": (*tuple(self.layer_widths)[:-1], w), "weight_decay": d} for w in widths
+                for d in decays]
+
+    def _fit_max_rules(self, X, y):
+        """Choose the setting by validation inside (X, y), then refit it on all of (X, y); see the class docstring."""
+        import pandas as pd
+        from sklearn.base import clone
+        from sklearn.metrics import f1_score
+        from sklearn.model_selection import StratifiedShuffleSplit
+
+        class_labels(y, getattr(y, "name", None))
+        X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+        y = np.asarray(y)
+        split = StratifiedShuffleSplit(1, test_size=self.validation_fraction, random_state=self.random_state)
+        inner, held = next(split.split(np.zeros(len(y)), y))
+        self.selection_ = []
+        for setting in self.max_rules_candidates():
+            model = clone(self).set_params(max_rules=None, **setting).fit(X.iloc[inner], y[inner])
+            self.selection_.append({**setting, "rules": model.complexity()["rules"],
+                                    "validation_macro_f1": float(f1_score(y[held], model.predict(X.iloc[held]),
+                                                                          average="macro"))})
+        # the fewest rules among the settings within one validation row's worth of the best F1 (a difference that
+        # small is noise, and the smaller rule set is the one a clinician can read)
+        top = max(r["validation_macro_f1"] for r in self.selection_)
+        eligible = [r for r in self.selection_ if r["validation_macro_f1"] >= top - 1 / len(held)]
+        best = min(eligible, key=lambda r: (r["rules"], -r["validation_macro_f1"]))
+        final = clone(self).set_params(max_rules=None, layer_widths=best["layer_widths"],
+                                       weight_decay=best["weight_decay"]).fit(X, y)
+        for name, value in vars(final).items():  # the fitted state (model_, processor_, classes_, rules ...)
+            if name.endswith("_") or name == "_rules":
+                setattr(self, name, value)
+        self.selected_params_ = {"layer_widths": best["layer_widths"], "weight_decay": best["weight_decay"]}
         return self
 
     def _train(self, model, features, targets, generator):
