@@ -4,6 +4,7 @@ training speed per epoch of paperzoo's RRL layers vs the official code's layers.
     .venv/bin/python benchmarks/rrl.py                       # full run (7 data sets, 5 folds; ~8 min on 2 idle cores)
     .venv/bin/python benchmarks/rrl.py --quick               # smoke run (tic-tac-toe and wine, 20 epochs; ~30 s)
     .venv/bin/python benchmarks/rrl.py --datasets wine,credit --epochs 50
+    .venv/bin/python benchmarks/rrl.py --tradeoff [--datasets ...]   # accuracy against complexity, a plot per set
 
 Prints markdown tables, the machine, the command and the date.
 
@@ -25,6 +26,13 @@ Prints markdown tables, the machine, the command and the date.
    compared (they should agree to float32 rounding), then epochs are timed in rotating blocks: the official step,
    paperzoo's model in that same step (autograd), and `RRLClassifier`'s own step (`make_training_step`: the
    closed-form backward on literals binarized once, fused Adam).
+
+3. Trade-off (`--tradeoff`, issue 15): on wine, breast cancer, tic-tac-toe, credit, segment and ad_data, the same 5
+   folds; RRL (this file's per-set settings) at last-layer widths 1-64 × weight decay 1e-4 / 1e-3, CART at
+   max_leaf_nodes 2-64 and fully grown; test macro-F1 against rules (RRL's `complexity()`: rules the output reads)
+   or leaves (CART), means over the folds; `benchmarks/figures/rrl_tradeoff_<set>.png` per set, with each method's
+   frontier (no setting with fewer rules scores higher). The verdict compares CART's best setting with the best RRL
+   setting that has no more rules than CART has leaves.
 
 Data (never downloaded at run time): scikit-learn `load_wine`, `load_breast_cancer`; tic-tac-toe from the project's
 `tests/data` (copied from the RRL repository); river `datasets.ImageSegments` (segment) and `datasets.Shuttle`
@@ -512,6 +520,118 @@ def versions() -> str:
     return ", ".join(out)
 
 
+# ------------------------------------------------------------------------------------------------ trade-off
+
+# RRL across its complexity controls (the paper's: width of the logical layer, L2 penalty), CART across its leaves
+TRADEOFF_DATASETS = ["wine", "breast_cancer", "tic-tac-toe", "credit", "segment", "ad_data"]
+TRADEOFF_WIDTHS = (1, 2, 4, 8, 16, 32, 64)
+TRADEOFF_DECAYS = (1e-4, 1e-3)
+CART_LEAVES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, None)  # max_leaf_nodes (None: fully grown)
+
+
+def tradeoff_dataset(name: str, args) -> list[dict]:
+    """Test macro-F1, rules and edges per (method, setting), mean over the accuracy section's 5 folds: RRL for each
+    width × weight decay, CART for each max_leaf_nodes (rules = leaves)."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y_raw, discrete = LOADERS[name](args.shuttle_rows) if name == "shuttle" else LOADERS[name]()
+    _, y = np.unique(y_raw, return_inverse=True)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(X, y))
+    params = rrl_params(name, args.epochs)
+    settings = [("RRL", {"layer_widths": (w,), "weight_decay": d}) for w in args.tradeoff_widths
+                for d in TRADEOFF_DECAYS]
+    settings += [("CART", {"max_leaf_nodes": leaves}) for leaves in CART_LEAVES]
+    rows = []
+    for method, setting in settings:
+        f1s, rules, edges = [], [], []
+        for tr, te in folds:
+            if method == "RRL":
+                est = RRLClassifier(**{**params, **setting}, discrete=discrete, random_state=SEED,
+                                    kernel_backend="reference")
+            else:
+                est = Pipeline([("prep", preprocessor(X, discrete, False)),
+                                ("model", DecisionTreeClassifier(random_state=SEED, **setting))])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(X.iloc[tr], y[tr])
+            f1s.append(f1_score(y[te], est.predict(X.iloc[te]), average="macro"))
+            if method == "RRL":
+                size = est.complexity()
+                rules.append(size["rules"])
+                edges.append(size["edges"])
+            else:
+                rules.append(int(est[-1].get_n_leaves()))
+                edges.append(int(est[-1].tree_.node_count - est[-1].get_n_leaves()))  # internal splits
+        rows.append({"dataset": name, "method": method, "setting": setting, "f1": float(np.mean(f1s)),
+                     "f1_sd": float(np.std(f1s, ddof=1)), "rules": float(np.mean(rules)),
+                     "edges": float(np.mean(edges))})
+        print(f"[{name}] {method} {setting}: F1 {rows[-1]['f1']:.4f} rules {rows[-1]['rules']:.1f}",
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def tradeoff_verdict(rows: list[dict]) -> tuple[dict, dict | None, bool]:
+    """(CART's best-F1 setting, the best RRL setting with no more rules than its leaves, whether RRL's F1 ≥ CART's)."""
+    cart = max((r for r in rows if r["method"] == "CART"), key=lambda r: (r["f1"], -r["rules"]))
+    small = [r for r in rows if r["method"] == "RRL" and r["rules"] <= cart["rules"]]
+    rrl = max(small, key=lambda r: (r["f1"], -r["rules"])) if small else None
+    return cart, rrl, rrl is not None and rrl["f1"] >= cart["f1"]
+
+
+def plot_tradeoff(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for method, marker in (("RRL", "o"), ("CART", "s")):
+        points = sorted((r["rules"], r["f1"]) for r in rows if r["method"] == method)
+        frontier, best = [], -1.0  # the settings no other setting beats with fewer rules
+        for x, f in points:
+            if f > best:
+                frontier.append((x, f))
+                best = f
+        ax.scatter(*zip(*points), marker=marker, alpha=0.35, label=f"{method} settings")
+        ax.plot(*zip(*frontier), marker=marker, label=f"{method} frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel("rules (RRL) / leaves (CART), mean over 5 folds")
+    ax.set_ylabel("test macro-F1, mean over 5 folds")
+    ax.set_title(f"{rows[0]['dataset']}: accuracy against complexity")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def tradeoff_section(names: list[str], args) -> None:
+    figures = Path(args.figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    print("### Accuracy against complexity (`--tradeoff`)\n")
+    print("| data set | CART best: leaves / F1 | RRL best with ≤ as many rules: rules / F1 (setting) | RRL ≥ CART |")
+    print("|---|---|---|---|")
+    passed = 0
+    table = []
+    for name in names:
+        rows = tradeoff_dataset(name, args)
+        table += rows
+        plot_tradeoff(rows, figures / f"rrl_tradeoff_{name}.png")
+        cart, rrl, ok = tradeoff_verdict(rows)
+        passed += ok
+        rrl_cell = "none" if rrl is None else (f"{rrl['rules']:.1f} / {rrl['f1']:.4f} (width "
+                                               f"{rrl['setting']['layer_widths'][0]}, wd {rrl['setting']['weight_decay']:g})")
+        print(f"| {name} | {cart['rules']:.1f} / {cart['f1']:.4f} | {rrl_cell} | {'yes' if ok else 'no'} |",
+              flush=True)
+    print(f"\nRRL ≥ CART at no more rules than CART's leaves on {passed} of {len(names)} data sets.\n")
+    print("| data set | method | setting | test macro-F1 | rules / leaves | edges / splits |\n|---|---|---|---|---|---|")
+    for r in table:
+        print(f"| {r['dataset']} | {r['method']} | {r['setting']} | {r['f1']:.4f} ± {r['f1_sd']:.4f} | "
+              f"{r['rules']:.1f} | {r['edges']:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tic-tac-toe and wine, 20 epochs, 2 speed cases")
@@ -521,6 +641,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--official", default="/tmp/rrl_official", help="exported official RRL code")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed comparison")
+    parser.add_argument("--tradeoff", action="store_true", help="accuracy against complexity: RRL's widths and "
+                        "weight decays, CART's leaves, a plot per data set (instead of the accuracy/speed sections)")
+    parser.add_argument("--tradeoff-widths", type=lambda t: [int(w) for w in t.split(",")],
+                        default=list(TRADEOFF_WIDTHS), help="RRL widths for --tradeoff (default 1,2,...,64)")
+    parser.add_argument("--figures", default="benchmarks/figures", help="where --tradeoff writes its plots")
     args = parser.parse_args()
     names = args.datasets.split(",") if args.datasets else (["tic-tac-toe", "wine"] if args.quick else list(LOADERS))
     unknown = [n for n in names if n not in LOADERS]
@@ -533,6 +658,14 @@ def main() -> None:
                         os.path.relpath(__file__, Path.cwd()) if Path(__file__).is_relative_to(Path.cwd())
                         else __file__, *sys.argv[1:]])
     t_start = time.perf_counter()
+    if args.tradeoff:
+        names = args.datasets.split(",") if args.datasets else (
+            ["tic-tac-toe", "wine"] if args.quick else TRADEOFF_DATASETS)
+        print("## RRL: accuracy against complexity (CPU)\n")
+        print(machine_description(command, versions()) + "\n")
+        tradeoff_section(names, args)
+        print(f"Wall time: {time.perf_counter() - t_start:.0f} s; load average at the end: {read_loadavg()}")
+        return
     print("## RRL vs baselines (CPU)\n")
     print(machine_description(command, versions()) + "\n")
     results = []
