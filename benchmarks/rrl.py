@@ -583,6 +583,7 @@ def tradeoff_verdict(rows: list[dict]) -> tuple[dict, dict | None, bool]:
 
 def plot_tradeoff(rows: list[dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -598,6 +599,8 @@ def plot_tradeoff(rows: list[dict], path: Path) -> None:
         ax.scatter(*zip(*points), marker=marker, alpha=0.35, label=f"{method} settings")
         ax.plot(*zip(*frontier), marker=marker, label=f"{method} frontier")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 2, 10, 100 rather than 2×10⁰
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("rules (RRL) / leaves (CART), mean over 5 folds")
     ax.set_ylabel("test macro-F1, mean over 5 folds")
     ax.set_title(f"{rows[0]['dataset']}: accuracy against complexity")
