@@ -148,15 +148,18 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.model_selection import StratifiedShuffleSplit
 
         class_labels(y, getattr(y, "name", None))
-        X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
         y = np.asarray(y)
+
+        def rows(index):  # a table stays a table (its column names name the rules), an array an array
+            return X.iloc[index] if isinstance(X, pd.DataFrame) else np.asarray(X)[index]
+
         split = StratifiedShuffleSplit(1, test_size=self.validation_fraction, random_state=self.random_state)
         inner, held = next(split.split(np.zeros(len(y)), y))
         self.selection_ = []
         for setting in self.max_rules_candidates():
-            model = clone(self).set_params(max_rules=None, **setting).fit(X.iloc[inner], y[inner])
+            model = clone(self).set_params(max_rules=None, **setting).fit(rows(inner), y[inner])
             self.selection_.append({**setting, "rules": model.complexity()["rules"],
-                                    "validation_macro_f1": float(f1_score(y[held], model.predict(X.iloc[held]),
+                                    "validation_macro_f1": float(f1_score(y[held], model.predict(rows(held)),
                                                                           average="macro"))})
         # the fewest rules among the settings within one validation row's worth of the best F1 (a difference that
         # small is noise, and the smaller rule set is the one a clinician can read)

@@ -88,3 +88,12 @@ def test_bad_max_rules():
         RRLClassifier(max_rules=8, use_skip=True).fit(X, y)
     with pytest.raises(ValueError, match="validation_fraction=1.5"):
         RRLClassifier(max_rules=8, validation_fraction=1.5).fit(X, y)
+
+
+def test_an_array_input_names_the_rules_as_a_plain_fit_does(data):
+    X_train, _, y_train, _ = data
+    X = X_train.to_numpy()
+    plain = RRLClassifier(**FAST).fit(X, y_train)
+    bounded = RRLClassifier(max_rules=4, **FAST).fit(X, y_train)
+    assert list(bounded.feature_names_in_) == list(plain.feature_names_in_)
+    assert bounded.predict(X).shape == (len(X),)
