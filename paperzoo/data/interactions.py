@@ -36,12 +36,9 @@ def load_interactions(source: str | Path = "ml-100k", user: str = "user", item: 
     """DataFrame [user, item, timestamp] (keys as strings, timestamps as floats) from a recbole dataset name
     ("ml-100k"), a `.inter` file, or a CSV / Parquet file whose columns `user`, `item`, `timestamp` are named by the
     arguments. ValueError naming the column that is missing or not numeric."""
-    path = Path(source)
-    if not path.exists() and isinstance(source, str) and "/" not in source and "." not in source:
-        path = recbole_dataset_folder(source) / f"{source}.inter"
+    path, builtin = _source_path(source, ".inter")
+    if builtin:
         user, item, timestamp = "user_id", "item_id", "timestamp"
-    if not path.is_file():
-        raise ValueError(f"source={str(source)!r} is neither a file nor a recbole example dataset name")
     import pandas as pd
 
     frame = _read_table(path, dtype={user: str, item: str})
@@ -57,6 +54,17 @@ def load_interactions(source: str | Path = "ml-100k", user: str = "user", item: 
         raise ValueError(f"{path.name}: column {timestamp!r} holds {frame[timestamp].iloc[row]!r} in row {row}, "
                          f"not a number")
     return pd.DataFrame({"user": frame[user].astype(str), "item": frame[item].astype(str), "timestamp": times})
+
+
+def _source_path(source: str | Path, suffix: str) -> tuple[Path, bool]:
+    """(the file, whether it is a recbole example dataset's) for a path or a dataset name such as "ml-100k"."""
+    path = Path(source)
+    builtin = not path.exists() and isinstance(source, str) and "/" not in source and "." not in source
+    if builtin:
+        path = recbole_dataset_folder(source) / f"{source}{suffix}"
+    if not path.is_file():
+        raise ValueError(f"source={str(source)!r} is neither a file nor a recbole example dataset name")
+    return path, builtin
 
 
 def _read_table(path: Path, dtype: dict | None = None):
@@ -76,12 +84,9 @@ def load_item_titles(source: str | Path = "ml-100k", item: str = "item", title: 
     or a CSV / Parquet file whose item and title columns are named by `item` and `title` (`year`: an optional column
     appended in brackets). Keys are strings, as `load_interactions` gives them. ValueError naming the missing column,
     or the item whose title is empty or given twice differently."""
-    path = Path(source)
-    if not path.exists() and isinstance(source, str) and "/" not in source and "." not in source:
-        path = recbole_dataset_folder(source) / f"{source}.item"
+    path, builtin = _source_path(source, ".item")
+    if builtin:
         item, title, year = "item_id", "movie_title", "release_year"
-    if not path.is_file():
-        raise ValueError(f"source={str(source)!r} is neither a file nor a recbole example dataset name")
     frame = _read_table(path, dtype={item: str, title: str, **({year: str} if year else {})})
     for role, name in (("item", item), ("title", title), ("year", year)):
         if name is not None and name not in frame.columns:

@@ -287,7 +287,7 @@ class LLMDiagnoser:
         if not hasattr(self, "shown_features_"):
             raise ValueError("the diagnoser is not fitted: call fit(training_rows) first (the examples, the shown "
                              "features and the ranges come from the training rows)")
-        rows = _rows(records)
+        rows = records_of(records)
         model, tokenizer = self._load()
         t = self.templates
         texts, shown, formats = [], [], set()
@@ -336,12 +336,16 @@ class LLMDiagnoser:
         return np.array([r["label"] for r in self.diagnose(X)], dtype=object)
 
 
-def _rows(records) -> list:
-    """A DataFrame, a pandas row, one dict, or a list of dicts / rows → a list of rows with `.get`."""
+def records_of(records) -> list:
+    """A DataFrame, a pandas row, one dict, or a list of dicts / rows → a list of rows with `.get`; ValueError for
+    anything else or no rows."""
     if hasattr(records, "iterrows"):
         return [row for _, row in records.iterrows()]
-    if hasattr(records, "get") and not isinstance(records, (list, tuple)):
+    if hasattr(records, "get"):
         return [records]
+    if not isinstance(records, (list, tuple)):
+        raise ValueError(f"expected a record (dict or pandas row), a DataFrame or a list of records; got "
+                         f"{type(records).__name__}")
     rows = list(records)
     bad = next((i for i, r in enumerate(rows) if not hasattr(r, "get")), None)
     if bad is not None:

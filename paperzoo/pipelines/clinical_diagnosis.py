@@ -67,19 +67,10 @@ class ClinicalDiagnosisPipeline(Pipeline):
 
     def __call__(self, inputs, **kwargs):
         """`inputs`: one record (a dict or a pandas row: one result), or a DataFrame / list of records (a list)."""
-        single = hasattr(inputs, "get") and not hasattr(inputs, "iterrows") and not isinstance(inputs, (list, tuple))
-        if hasattr(inputs, "iterrows"):
-            rows = [row for _, row in inputs.iterrows()]
-        elif single:
-            rows = [inputs]
-        elif isinstance(inputs, (list, tuple)):
-            rows = list(inputs)
-        else:
-            raise ValueError(f"expected a record (dict or pandas row), a DataFrame or a list of records; got "
-                             f"{type(inputs).__name__}")
-        if not rows:
-            raise ValueError("no records to diagnose")
-        return super().__call__(_Records(rows, single), **kwargs)
+        from ..diagnosis.llm import records_of
+
+        single = hasattr(inputs, "get") and not hasattr(inputs, "iterrows")
+        return super().__call__(_Records(records_of(inputs), single), **kwargs)
 
     def preprocess(self, inputs: _Records):
         return {"records": inputs}
