@@ -287,7 +287,7 @@ def _rrl_train(args) -> None:
         temperature=args.temperature, weight_decay=args.weight_decay, learning_rate=args.learning_rate,
         batch_size=args.batch_size, max_epochs=args.epochs, discrete=discrete, bad_values=args.bad_values,
         device=args.device, kernel_backend=args.kernel_backend, random_state=args.seed, verbose=not args.quiet,
-        max_rules=args.max_rules,
+        pruning=args.pruning, max_rules=args.max_rules,
     )
     print(f"{data}: {len(X)} rows, {X.shape[1]} feature columns ({len(schema.discrete_columns)} discrete, "
           f"{len(schema.continuous_columns)} continuous), target {target!r} with {len(classes)} classes")
@@ -500,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-rules", type=int, default=None, metavar="N",
                        help="at most N rules: the last layer's width and the weight decay are chosen by validation "
                        "on a held-out fifth of each training set (RRLClassifier(max_rules=N))")
+    train.add_argument("--pruning", choices=("exact", "training"), default="exact",
+                       help="'exact' (default): drop only rules that are constant for every input, so every "
+                       "explanation is exact; 'training': the official pruning, also dropping rules that never or "
+                       "always fire on the training rows (folded into the model, so explanations stay exact)")
     train.add_argument("--temperature", type=float, default=1.0, help="initial softmax temperature (default 1)")
     train.add_argument("--activation", choices=("nlaf", "laf"), default="nlaf", help="default nlaf")
     train.add_argument("--kernel-backend", choices=("auto", "reference", "triton"), default="auto",

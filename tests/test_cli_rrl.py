@@ -142,6 +142,24 @@ def test_max_rules_bounds_the_saved_rule_set(csv, tmp_path):
     assert config["layer_widths"][-1] <= 3
 
 
+def test_training_pruning_reaches_the_model(csv, tmp_path, monkeypatch):
+    """--pruning training prunes the final model on its training rows, and leaves no rule constant on them."""
+    from paperzoo import RRLForTabularClassification
+
+    pruned_rows = []
+    real = RRLForTabularClassification.prune_by_support
+    monkeypatch.setattr(RRLForTabularClassification, "prune_by_support",
+                        lambda self, x: pruned_rows.append(len(x)) or real(self, x))
+    code, out, err = _run(["rrl", "train", str(csv), "--target", "class", "--folds", "0", "--epochs", "2",
+                           "--pruning", "training", "--kernel-backend", "reference", "--quiet",
+                           "--output", str(tmp_path / "out")])
+    assert code == 0, err[-2000:]
+    assert pruned_rows == [int(out.split(" rows,")[0].split(": ")[-1])]  # once, on every row of the table
+    table = out.split("rules (support")[1].split("complexity:")[0]
+    supports = [float(line.split(" | ")[-2]) for line in table.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert supports and all(0 < s < 1 for s in supports), supports
+
+
 # ---------------------------------------------------------------------------------------------------- errors
 
 

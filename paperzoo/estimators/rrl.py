@@ -29,21 +29,35 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
     naming the column, the row and the value) or "missing" (a missing value). See `paperzoo.processors.rrl`.
     The target must be class labels: `fit` refuses one that looks continuous (see `class_labels`).
 
-    Accuracy against complexity (the paper's trade-off): the rules are the nodes of the last logical layer that the
-    linear output reads, so there are at most 2 × `layer_widths[-1]` of them (a conjunction and a disjunction per
-    unit; without `use_skip`), and `weight_decay` (the L2 penalty on the logical and linear weights) drives more of
-    them to zero. `max_rules=N` is the handle on top: `fit` tries last-layer widths of N // 2, N // 4, N // 8 and
-    N // 16 with weight decay × 1 and × 10, each trained on a stratified `1 - validation_fraction` of the training
-    rows and scored by macro-F1 on the rest (never on rows `fit` was not given), keeps the one with the fewest rules
-    among those within one validation row (1 / its size) of the best F1, and refits it on every training row: at most
-    N rules by construction. `selection_` records every try, `selected_params_` the choice.
+    Accuracy against complexity (the paper's trade-off), mechanism by mechanism:
+
+    - `layer_widths`: each logical layer has w conjunction and w disjunction nodes. The rules are the nodes of the
+      last layer that the linear output reads: at most 2 × `layer_widths[-1]` of them (without `use_skip`). Earlier
+      widths bound how many sub-clauses a rule can combine (its edges).
+    - `weight_decay`: the paper's L2 penalty λ·Σ‖W‖² on the logical and linear weights. It pushes logical weights
+      under 0.5, so rules lose conditions (fewer edges) and nodes left with none are constant and dropped.
+    - `num_thresholds`: the bound slots per continuous feature (candidate cut points; `-s n@...`). Fewer slots give
+      coarser intervals and fewer distinct conditions.
+    - `pruning`: "exact" (default) drops only nodes that are constant for every possible input, so the explanation
+      of any row is exact. "training" is the official pruning: nodes that never or always fire on the training
+      rows are removed, always-on ones folded into the bias (`prune_by_support`). The official code prints the
+      pruned rules but predicts with the unpruned model; here the model becomes the pruned rule set, so explanations
+      stay exact by construction and predictions on the training rows are unchanged, but a new row on which a pruned
+      node would have fired is classified by the pruned rules.
+    - `max_rules=N` is the handle on top: `fit` tries last-layer widths of N // 2, N // 4, N // 8 and N // 16 with
+      weight decay × 1 and × 10, each trained on a stratified `1 - validation_fraction` of the training rows and
+      scored by macro-F1 on the rest (never on rows `fit` was not given), keeps the one with the fewest rules among
+      those within one validation row (1 / its size) of the best F1, and refits it on every training row: at most N
+      rules by construction (`pruning` applies to every try). `selection_` records every try, `selected_params_`
+      the choice.
     """
 
     def __init__(self, layer_widths=(64,), num_thresholds=10, activation="nlaf", alpha=0.999, beta=8.0, gamma=1.0,
                  use_not=False, use_skip=False, estimated_grad=False, grafting="hierarchical", temperature=1.0,
                  weight_decay=1e-4, learning_rate=2e-3, lr_decay_rate=0.75, lr_decay_epochs=100, batch_size=32,
                  max_epochs=100, thresholds="quantile", discrete=None, bad_values="error", device="cpu",
-                 kernel_backend="auto", random_state=None, verbose=False, max_rules=None, validation_fraction=0.2):
+                 kernel_backend="auto", random_state=None, verbose=False, pruning="exact", max_rules=None,
+                 validation_fraction=0.2):
         self.layer_widths = layer_widths
         self.num_thresholds = num_thresholds
         self.activation = activation
@@ -68,6 +82,7 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         self.kernel_backend = kernel_backend
         self.random_state = random_state
         self.verbose = verbose
+        self.pruning = pruning
         self.max_rules = max_rules
         self.validation_fraction = validation_fraction
 
@@ -78,6 +93,8 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
+        if self.pruning not in ("exact", "training"):
+            raise ValueError(f"pruning={self.pruning!r} is not one of ('exact', 'training')")
         if self.thresholds not in ("quantile", "random"):
             raise ValueError(f"thresholds={self.thresholds!r} is not one of ('quantile', 'random')")
         if not self.learning_rate > 0:
@@ -128,6 +145,8 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = len(processor.columns)
         self.feature_names_in_ = np.array(processor.columns, dtype=object)
         self._rules = None
+        if self.pruning == "training":
+            self.model_.prune_by_support(features.to(self.device))
         self._measure_support(features)
         return self
 
@@ -242,6 +261,17 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
             counts[row] += 1
         for rule, count in zip(self.rule_set_.rules, counts):
             rule.support = float(count / max(len(fired), 1))
+
+    def prune_by_support(self, X) -> dict:
+        """Remove the rules (and the edges inside rules) that never or always fire on the rows of X, as
+        `pruning="training"` does with the training rows; the model becomes the pruned rule set, so `predict` and
+        `explain` stay consistent and exact. Returns what was removed (`RRLForTabularClassification.prune_by_support`),
+        and re-measures each rule's support on X."""
+        features = self._features(X)
+        removed = self.model_.prune_by_support(features)
+        self._rules = None
+        self._measure_support(features)
+        return removed
 
     def explain(self, X) -> list[dict]:
         """Per row: bias, the rules that fired with their weights, and logits = bias + Σ weights (exact)."""

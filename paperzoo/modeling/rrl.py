@@ -223,8 +223,66 @@ class RRLForTabularClassification(RRLPreTrainedModel):
             layer.clip()
 
     def edge_count(self) -> int:
-        """Number of edges of the discrete model (W̄ = 1) in the logical layers: the official complexity measure."""
-        return int(sum((w > 0.5).sum().item() for layer in self.layers for w in layer.weights().values()))
+        """Edges (W̄ = 1) of the logical nodes the output depends on: the nodes with a nonzero output weight, then,
+        layer by layer down, the nodes they read. The official complexity measure counts the edges of the extracted
+        rules, which are these; a node that nothing reads (or a pruned one) adds none."""
+        widths = [self.binarization.output_dim] + [layer.output_dim for layer in self.layers]
+        needed = [torch.zeros(w, dtype=torch.bool) for w in widths]  # per layer output: is it read?
+
+        def mark(read: torch.Tensor, position: int):  # `read` indexes the input of layer `position`
+            needed[position - 1] |= read[: widths[position - 1]]
+            if self._skip_dim(widths, position):
+                needed[position - 2] |= read[widths[position - 1] :]
+
+        mark((self.classifier.weight != 0).any(0).cpu(), len(widths))
+        edges = 0
+        for position in range(len(self.layers), 0, -1):  # every reader of a layer comes after it
+            layer = self.layers[position - 1]
+            w_bar = torch.cat([(w > 0.5).cpu() for w in layer.weights().values()], dim=1)  # [n_in, 2w]
+            used = w_bar[:, needed[position]]
+            edges += int(used.sum())
+            read = used.any(1)
+            if layer.use_not:  # x and ¬x are both the input node x
+                read = read[: layer.input_dim] | read[layer.input_dim :]
+            mark(read, position)
+        return edges
+
+    @torch.no_grad()
+    def prune_by_support(self, input_features: torch.Tensor) -> dict:
+        """The official pruning of nodes that never or always fire on `input_features` (the training rows), made exact
+        by construction: the model itself becomes the pruned rule set, so its explanations stay exact on any row.
+
+        Layer by layer, an input that is constant on these rows is dropped from every node for which its value is
+        neutral (always-on in an AND, never-on in an OR), as the official extraction leaves dead nodes out of the
+        rules that read them (where the value absorbs, the reader is constant too and goes at its own layer). At the
+        output, a constant node's weights go: into the bias when it is always on (b' = b + w, as the official code
+        folds it), to zero when never. On these rows the logits do not change; on a new row the model computes the
+        pruned rules, which the official code prints but does not run. Returns the number of edges dropped and of
+        output nodes removed."""
+        self._check_input(input_features)
+        if not len(input_features):
+            raise ValueError("prune_by_support needs at least one row of input_features")
+        n = len(input_features)
+        _, outputs = self.discrete_features(input_features)
+
+        def constant(values: torch.Tensor) -> torch.Tensor:  # [N, P] → [P]: 1 always on, 0 never on, -1 varies
+            on = values.sum(0)
+            return torch.where(on == n, 1, torch.where(on == 0, 0, -1))
+
+        edges = 0
+        for position, layer in enumerate(self.layers, 1):
+            state = constant(layer._inputs(self._with_skip(outputs, position)))  # [n_in]
+            for kind, w in layer.weights().items():
+                neutral = 1 if kind == "conjunction" else 0  # x ∧ 1 = x, x ∨ 0 = x
+                drop = (w > 0.5) & (state == neutral)[:, None]  # [n_in, w]
+                edges += int(drop.sum())
+                w[drop] = 0.0
+        state = constant(self._with_skip(outputs, len(outputs)))  # [positions]
+        weight = self.classifier.weight  # [C, positions]
+        self.classifier.bias += weight[:, state == 1].sum(1)
+        removed = int(((state >= 0) & (weight != 0).any(0)).sum())
+        weight[:, state >= 0] = 0.0
+        return {"edges_dropped": edges, "output_nodes_removed": removed}
 
     def extract_rules(self, schema: dict | None = None):
         """The discrete model as weighted rules (see `rrl_rules.RuleSet`); `schema` names the columns (from

@@ -1,5 +1,6 @@
 """RRLClassifier(max_rules=N): at most N rules by construction, more rules allowed → more rules kept (within a
-tolerance), the setting chosen on the training rows only, and explanations exact at every setting."""
+tolerance), the setting chosen on the training rows only, and explanations exact at every setting, with the
+official pruning by training support (pruning="training") too."""
 
 from __future__ import annotations
 
@@ -78,6 +79,32 @@ def test_the_selection_sees_only_the_rows_fit_was_given(data, monkeypatch):
     assert again.selected_params_ == clf.selected_params_
 
 
+def test_training_pruning_keeps_training_predictions_and_exactness(data, tmp_path):
+    """pruning="training" (the official pruning, folded into the model): the same predictions on the training rows
+    as the exact fit, no rule left that never or always fires on them, and exact explanations on new rows, also
+    through the pipeline of the saved folder."""
+    from transformers import pipeline
+
+    X_train, X_test, y_train, _ = data
+    plain = RRLClassifier(**FAST).fit(X_train, y_train)
+    pruned = RRLClassifier(pruning="training", **FAST).fit(X_train, y_train)
+    np.testing.assert_allclose(pruned.decision_function(X_train), plain.decision_function(X_train), atol=1e-5)
+    assert pruned.complexity()["rules"] <= plain.complexity()["rules"]
+    assert all(0 < rule["support"] < 1 for rule in pruned.rules_)
+    assert exact(pruned, X_test)
+    # pruned on a few rows, many rules are constant there: fewer rules, still exact on every other row
+    few = X_train.iloc[:12]
+    removed = plain.prune_by_support(few)
+    assert removed["output_nodes_removed"] > 0 and plain.complexity()["rules"] < pruned.complexity()["rules"]
+    assert all(0 < rule["support"] < 1 for rule in plain.rules_)  # re-measured on the pruning rows
+    assert exact(plain, X_test) and exact(plain, X_train)
+    plain.save_pretrained(tmp_path / "pruned")
+    pipe = pipeline("tabular-classification", model=str(tmp_path / "pruned"))
+    results = pipe(X_test)  # the pipeline checks b + Σ w against the model's logits on every row
+    z = plain.decision_function(X_test)
+    np.testing.assert_allclose([[r["logits"][str(c)] for c in plain.classes_] for r in results], z, atol=1e-4)
+
+
 def test_bad_max_rules():
     X = pd.DataFrame({"a": np.arange(20.0)})
     y = np.arange(20) % 2
@@ -88,6 +115,8 @@ def test_bad_max_rules():
         RRLClassifier(max_rules=8, use_skip=True).fit(X, y)
     with pytest.raises(ValueError, match="validation_fraction=1.5"):
         RRLClassifier(max_rules=8, validation_fraction=1.5).fit(X, y)
+    with pytest.raises(ValueError, match="pruning='support'"):
+        RRLClassifier(pruning="support").fit(X, y)
 
 
 def test_an_array_input_names_the_rules_as_a_plain_fit_does(data):

@@ -237,13 +237,79 @@ def test_clip_l2_edges_and_save_load(tmp_path):
             assert 0 <= w.min() and w.max() <= 1
     l2 = model.classifier.weight.pow(2).sum() + sum(w.pow(2).sum() for l in model.layers for w in l.weights().values())
     torch.testing.assert_close(model.l2_penalty(), l2)
-    assert model.edge_count() == sum(int((w > 0.5).sum()) for l in model.layers for w in l.weights().values())
+    assert model.edge_count() == reachable_edges(model)
     model.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path)
     assert isinstance(loaded, RRLForTabularClassification)
     x = rows(10, model.config, dtype=torch.float32)
     torch.testing.assert_close(loaded.eval()(x).logits, model.eval()(x).logits)
     torch.testing.assert_close(loaded.binarization.thresholds, model.binarization.thresholds)
+
+
+def reachable_edges(model) -> int:
+    """Edges (W̄ = 1) counted by walking, node by node, from every classifier input with a nonzero weight down to
+    the literals (plain Python, independent of `edge_count`)."""
+    widths = [model.binarization.output_dim] + [layer.output_dim for layer in model.layers]
+
+    def sources(position, i):  # input i of layer `position` (1-based) → (layer output index, node)
+        if i < widths[position - 1]:
+            return position - 1, i
+        return position - 2, i - widths[position - 1]  # a skip input
+
+    seen, edges = set(), 0
+    stack = [(len(widths) - 1, p) if p < widths[-1] else (len(widths) - 2, p - widths[-1])
+             for p in range(model.classifier.weight.shape[1]) if bool((model.classifier.weight[:, p] != 0).any())]
+    while stack:
+        position, node = stack.pop()
+        if position == 0 or (position, node) in seen:
+            continue
+        seen.add((position, node))
+        layer = model.layers[position - 1]
+        half = layer.output_dim // 2  # conjunctions first, then disjunctions
+        w = list(layer.weights().values())[node // half]
+        j = node % half
+        for i in range(w.shape[0]):
+            if w[i, j] > 0.5:
+                edges += 1
+                stack.append(sources(position, i % layer.input_dim if layer.use_not else i))
+    return edges
+
+
+@pytest.mark.parametrize("use_not, use_skip", [(False, False), (True, True)])
+def test_edges_are_those_the_output_depends_on(use_not, use_skip):
+    model = make_model(use_not=use_not, use_skip=use_skip)
+    everything = sum(int((w > 0.5).sum()) for layer in model.layers for w in layer.weights().values())
+    assert model.edge_count() == reachable_edges(model) <= everything
+    with torch.no_grad():  # the output stops reading half of the last layer: its nodes' edges no longer count
+        model.classifier.weight[:, : model.layers[-1].output_dim // 2] = 0
+    assert model.edge_count() == reachable_edges(model) < everything
+
+
+@pytest.mark.parametrize("use_not, use_skip", [(False, False), (True, True)])
+def test_pruning_by_support_keeps_the_rows_and_stays_exact(use_not, use_skip):
+    """The official pruning, folded into the model: on the pruning rows every layer's nodes and the logits are
+    unchanged, no rule left is constant on them, and on new rows the rules explain the pruned model exactly."""
+    model = make_model(use_not=use_not, use_skip=use_skip, layer_widths=[10, 8]).eval()
+    seen, new = rows(12, model.config), rows(50, model.config, seed=7)
+    before_nodes, before_logits = model.discrete_features(seen)[1], model(seen).logits
+    rules_before = len(model.extract_rules().rules)
+    removed = model.prune_by_support(seen)
+    assert removed["output_nodes_removed"] > 0 and removed["edges_dropped"] > 0  # the case is not vacuous
+    for a, b in zip(before_nodes, model.discrete_features(seen)[1]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(model(seen).logits, before_logits)
+    rule_set = model.extract_rules()
+    assert len(rule_set.rules) < rules_before
+    fired = rule_set.fired(model, seen)
+    counts = [sum(r in row for row in fired) for r in range(len(rule_set.rules))]
+    assert all(0 < k < len(seen) for k in counts), counts
+    explained = torch.tensor([[rule_set.logits(row)[c] for c in rule_set.labels]
+                              for row in rule_set.fired(model, new)], dtype=torch.float64)
+    torch.testing.assert_close(explained, naive_discrete_logits(model, new), rtol=0, atol=1e-9)
+    torch.testing.assert_close(model(new).logits, naive_discrete_logits(model, new), rtol=0, atol=1e-12)
+    assert model.prune_by_support(seen)["edges_dropped"] == 0  # idempotent
+    with pytest.raises(ValueError, match="at least one row"):
+        model.prune_by_support(seen[:0])
 
 
 def test_triton_backend_gives_reference_model():
