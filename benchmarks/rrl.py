@@ -16,7 +16,7 @@ Prints markdown tables, the machine, the command and the date.
    hyperparameters (LogisticRegression max_iter=5000; CART = fully grown `DecisionTreeClassifier`; RF 100 trees;
    LightGBM / XGBoost defaults), `random_state=0`, one thread. LightGBM and XGBoost are optional: skipped with a note
    when not importable. Complexity: RRL rules and edges from `clf.complexity()` (rules that can fire at all, and
-   edges W > 0.5 of the logical layers), plus the rules that fire on some but not all training rows (the official
+   edges W > 0.5 of the nodes the output depends on; every edge of the logical layers before issue 15), plus the rules that fire on some but not all training rows (the official
    code's count, which drops nodes that are dead or always on in training); CART leaves.
 2. Speed. The official `rrl.models.Net` (github.com/12wang3/rrl, exported to `--official`, default
    /tmp/rrl_official; `BinarizeLayer.forward`'s `.view` is replaced by `.reshape` in memory when the copy still has

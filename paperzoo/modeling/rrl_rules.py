@@ -7,7 +7,9 @@ add up, always-on nodes go into the bias, and thresholds are written back in raw
 One deliberate difference: the official code drops nodes that never (or always) fire *on the training data*, which
 makes its explanation inexact on new rows. Here a node is dropped or folded into the bias only when it is constant for
 *every* input the processor can produce (empty AND/OR, x ∧ ¬x, x > 5 ∧ x ≤ 3, x ∨ ¬x, two categories of one
-column), so the explanation is exact on any row; rules that never fired in training simply show support 0.
+column), so the explanation is exact on any row; rules that never fired in training simply show support 0. The
+official pruning is `RRLForTabularClassification.prune_by_support`, which writes it into the model's weights, so the
+rules extracted afterwards are again exact on any row.
 
 Expressions are canonical nested tuples, so equal tuples are the same Boolean function of the input:
 ("lit", i) one-hot literal i · ("gt", j, c) / ("le", j, c) continuous feature j vs bound c (standardised units) ·

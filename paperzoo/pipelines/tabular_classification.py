@@ -17,7 +17,9 @@ The model must offer `extract_rules(schema)` and `discrete_features(input_featur
 `RRLForTabularClassification`) and the feature extractor `schema()` and `columns` (`RRLProcessor`). The explanation is
 the model's `RuleSet` (built once per pipeline and cached): the logits reported are b + Σ w over the rules that fire,
 which is exactly the discrete model's output (checked against the model's own logits on every call; a stale rule set,
-e.g. after the weights were changed in place, is rebuilt).
+e.g. after the weights were changed in place, is rebuilt). A model pruned by training support (the official pruning,
+`RRLClassifier(pruning="training")`) has the pruning in its weights, so its explanations are exact on new rows too:
+there is no approximate explanation to flag.
 
 This module imports only torch, transformers and the standard library: `paperzoo.hub.export` copies it into exported
 folders as remote code, where paperzoo is not installed.
