@@ -5,6 +5,7 @@ training speed per epoch of paperzoo's RRL layers vs the official code's layers.
     .venv/bin/python benchmarks/rrl.py --quick               # smoke run (tic-tac-toe and wine, 20 epochs; ~30 s)
     .venv/bin/python benchmarks/rrl.py --datasets wine,credit --epochs 50
     .venv/bin/python benchmarks/rrl.py --tradeoff [--datasets ...]   # accuracy against complexity, a plot per set
+    .venv/bin/python benchmarks/rrl.py --tradeoff-from A.md,B.md     # tables and plots of earlier --tradeoff runs
 
 Prints markdown tables, the machine, the command and the date.
 
@@ -697,23 +698,49 @@ def plot_tradeoff(rows: list[dict], path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{rows[0]['dataset']}: accuracy against complexity")
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def tradeoff_section(names: list[str], args) -> None:
-    figures = Path(args.figures)
-    figures.mkdir(parents=True, exist_ok=True)
+    """Run the sweep on each set, plot it, print the tables."""
+    runs = {}
+    for name in names:
+        runs[name] = tradeoff_dataset(name, args)
+        plot_tradeoff(runs[name], Path(args.figures) / f"rrl_tradeoff_{name}.png")
+    print_tradeoff(runs)
+
+
+def read_tradeoff(paths: list[str]) -> dict[str, list[dict]]:
+    """The per-setting rows of earlier `--tradeoff` outputs (their last table), by data set, in their order."""
+    import ast
+
+    runs: dict[str, list[dict]] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) != 6 or not cells[2].startswith("{"):
+                continue
+            f1, sd = (float(v) for v in cells[3].split("±"))
+            runs.setdefault(cells[0], []).append({
+                "dataset": cells[0], "method": cells[1], "setting": ast.literal_eval(cells[2]), "f1": f1,
+                "f1_sd": sd, "rules": float(cells[4]), "edges": float(cells[5])})
+    if not runs:
+        raise SystemExit(f"no --tradeoff rows in {paths}")
+    return runs
+
+
+TRADEOFF_BUDGETS = (2, 4, 8, 16, 32, 64)
+
+
+def print_tradeoff(runs: dict[str, list[dict]]) -> None:
     print("### Accuracy against complexity (`--tradeoff`)\n")
     print("| data set | CART best: leaves / F1 | RRL best with ≤ as many rules: rules / F1 (setting) | RRL ≥ CART | "
           "RRL max_rules = CART's leaves: rules / F1 | RuleFit best with ≤ as many rules: rules / F1 |")
     print("|---|---|---|---|---|---|")
     passed = 0
-    table = []
-    for name in names:
-        rows = tradeoff_dataset(name, args)
-        table += rows
-        plot_tradeoff(rows, figures / f"rrl_tradeoff_{name}.png")
+    for name, rows in runs.items():
         cart, rrl, ok = tradeoff_verdict(rows)
         passed += ok
         rrl_cell = "none" if rrl is None else (f"{rrl['rules']:.1f} / {rrl['f1']:.4f} ({rrl['method']}, width "
@@ -724,11 +751,22 @@ def tradeoff_section(names: list[str], args) -> None:
         print(f"| {name} | {cart['rules']:.1f} / {cart['f1']:.4f} | {rrl_cell} | {'yes' if ok else 'no'} | "
               f"{bounded['rules']:.1f} / {bounded['f1']:.4f} (N = {bounded['setting']['max_rules']}) | "
               f"{rulefit_cell} |", flush=True)
-    print(f"\nRRL ≥ CART at no more rules than CART's leaves on {passed} of {len(names)} data sets.\n")
-    print("| data set | method | setting | test macro-F1 | rules / leaves | edges / splits |\n|---|---|---|---|---|---|")
-    for r in table:
-        print(f"| {r['dataset']} | {r['method']} | {r['setting']} | {r['f1']:.4f} ± {r['f1_sd']:.4f} | "
-              f"{r['rules']:.1f} | {r['edges']:.1f} |")
+    print(f"\nRRL ≥ CART at no more rules than CART's leaves on {passed} of {len(runs)} data sets.\n")
+    print("Best test macro-F1 among each method's settings with at most k rules (leaves), mean rule count ≤ k:\n")
+    print("| data set | method | " + " | ".join(f"≤ {k}" for k in TRADEOFF_BUDGETS) + " |")
+    print("|---|---|" + "---|" * len(TRADEOFF_BUDGETS))
+    for name, rows in runs.items():
+        for method in ("RRL", "CART", "RuleFit"):
+            cells = []
+            for k in TRADEOFF_BUDGETS:
+                fits = [r["f1"] for r in rows if r["method"] == method and r["rules"] <= k]
+                cells.append(f"{max(fits):.3f}" if fits else "–")
+            print(f"| {name} | {method} | " + " | ".join(cells) + " |")
+    print("\n| data set | method | setting | test macro-F1 | rules / leaves | edges / splits |\n|---|---|---|---|---|---|")
+    for rows in runs.values():
+        for r in rows:
+            print(f"| {r['dataset']} | {r['method']} | {r['setting']} | {r['f1']:.4f} ± {r['f1_sd']:.4f} | "
+                  f"{r['rules']:.1f} | {r['edges']:.1f} |")
 
 
 def main() -> None:
@@ -745,6 +783,9 @@ def main() -> None:
     parser.add_argument("--tradeoff-widths", type=lambda t: [int(w) for w in t.split(",")],
                         default=list(TRADEOFF_WIDTHS), help="RRL widths for --tradeoff (default 1,2,...,64)")
     parser.add_argument("--figures", default="benchmarks/figures", help="where --tradeoff writes its plots")
+    parser.add_argument("--tradeoff-from", default=None, metavar="OUT.md[,OUT.md]",
+                        help="re-plot and re-tabulate earlier --tradeoff outputs (e.g. two halves run side by side) "
+                        "instead of running")
     args = parser.parse_args()
     names = args.datasets.split(",") if args.datasets else (["tic-tac-toe", "wine"] if args.quick else list(LOADERS))
     unknown = [n for n in names if n not in LOADERS]
@@ -757,6 +798,12 @@ def main() -> None:
                         os.path.relpath(__file__, Path.cwd()) if Path(__file__).is_relative_to(Path.cwd())
                         else __file__, *sys.argv[1:]])
     t_start = time.perf_counter()
+    if args.tradeoff_from:
+        runs = read_tradeoff(args.tradeoff_from.split(","))
+        for name, rows in runs.items():
+            plot_tradeoff(rows, Path(args.figures) / f"rrl_tradeoff_{name}.png")
+        print_tradeoff(runs)
+        return
     if args.tradeoff:
         names = args.datasets.split(",") if args.datasets else (
             ["tic-tac-toe", "wine"] if args.quick else TRADEOFF_DATASETS)
