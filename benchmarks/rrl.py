@@ -17,8 +17,9 @@ Prints markdown tables, the machine, the command and the date.
    hyperparameters (LogisticRegression max_iter=5000; CART = fully grown `DecisionTreeClassifier`; RF 100 trees;
    LightGBM / XGBoost defaults), `random_state=0`, one thread. LightGBM and XGBoost are optional: skipped with a note
    when not importable. Complexity: RRL rules and edges from `clf.complexity()` (rules that can fire at all, and
-   edges W > 0.5 of the nodes the output depends on; every edge of the logical layers before issue 15), plus the rules that fire on some but not all training rows (the official
-   code's count, which drops nodes that are dead or always on in training); CART leaves.
+   edges W > 0.5 of the nodes the output depends on; every edge of the logical layers before issue 15), plus the
+   rules that fire on some but not all training rows (the official code's count, which drops nodes that are dead or
+   always on in training); CART leaves.
 2. Speed. The official `rrl.models.Net` (github.com/12wang3/rrl, exported to `--official`, default
    /tmp/rrl_official; `BinarizeLayer.forward`'s `.view` is replaced by `.reshape` in memory when the copy still has
    it: it fails on current torch) and paperzoo's `RRLForTabularClassification` (kernel_backend="reference") are built
@@ -743,8 +744,9 @@ def print_tradeoff(runs: dict[str, list[dict]]) -> None:
     for name, rows in runs.items():
         cart, rrl, ok = tradeoff_verdict(rows)
         passed += ok
-        rrl_cell = "none" if rrl is None else (f"{rrl['rules']:.1f} / {rrl['f1']:.4f} ({rrl['method']}, width "
-                                               f"{rrl['setting']['layer_widths'][0]}, wd {rrl['setting']['weight_decay']:g})")
+        rrl_cell = "none" if rrl is None else (
+            f"{rrl['rules']:.1f} / {rrl['f1']:.4f} ({rrl['method']}, width {rrl['setting']['layer_widths'][0]}, "
+            f"wd {rrl['setting']['weight_decay']:g})")
         bounded = next(r for r in rows if r["method"] == "RRL max_rules")
         _, rulefit, _ = tradeoff_verdict(rows, methods=("RuleFit",))
         rulefit_cell = "none" if rulefit is None else f"{rulefit['rules']:.1f} / {rulefit['f1']:.4f}"
@@ -762,7 +764,8 @@ def print_tradeoff(runs: dict[str, list[dict]]) -> None:
                 fits = [r["f1"] for r in rows if r["method"] == method and r["rules"] <= k]
                 cells.append(f"{max(fits):.3f}" if fits else "–")
             print(f"| {name} | {method} | " + " | ".join(cells) + " |")
-    print("\n| data set | method | setting | test macro-F1 | rules / leaves | edges / splits |\n|---|---|---|---|---|---|")
+    print("\n| data set | method | setting | test macro-F1 | rules / leaves | edges / splits |")
+    print("|---|---|---|---|---|---|")
     for rows in runs.values():
         for r in rows:
             print(f"| {r['dataset']} | {r['method']} | {r['setting']} | {r['f1']:.4f} ± {r['f1_sd']:.4f} | "

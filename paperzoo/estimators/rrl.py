@@ -146,8 +146,9 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         self.feature_names_in_ = np.array(processor.columns, dtype=object)
         self._rules = None
         if self.pruning == "training":
-            self.model_.prune_by_support(features.to(self.device))
-        self._measure_support(features)
+            self._prune_by_support(features)
+        else:
+            self._measure_support(features)
         return self
 
     def max_rules_candidates(self) -> list[dict]:
@@ -267,9 +268,11 @@ class RRLClassifier(ClassifierMixin, BaseEstimator):
         `pruning="training"` does with the training rows; the model becomes the pruned rule set, so `predict` and
         `explain` stay consistent and exact. Returns what was removed (`RRLForTabularClassification.prune_by_support`),
         and re-measures each rule's support on X."""
-        features = self._features(X)
-        removed = self.model_.prune_by_support(features)
-        self._rules = None
+        return self._prune_by_support(self._features(X))
+
+    def _prune_by_support(self, features: torch.Tensor) -> dict:
+        removed = self.model_.prune_by_support(features.to(self.device))
+        self._rules = None  # the weights changed: extract the rules again
         self._measure_support(features)
         return removed
 
